@@ -1,0 +1,302 @@
+//! Cleanup and counting: the only code that walks the whole store.
+//!
+//! Cleanup removes only what is dead by the seed's rules (mtime, link count,
+//! link names) plus the record's tag count, and only what it can lock: a
+//! draft or lock file a live process holds is flocked, and so is a version
+//! still being linked, so none of them is ever taken from under its owner.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::error::{Context, Result};
+use super::{Store, Time, is_absent, layout, sys};
+
+/// What one cleanup removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CleanupReport {
+    pub entries: u64,
+    pub bytes: u64,
+    pub tag_links: u64,
+    pub tag_dirs: u64,
+    pub tmp_files: u64,
+}
+
+/// What the store holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub stale_entries: u64,
+    pub stale_bytes: u64,
+    pub tags: u64,
+}
+
+/// Removes `name` (a directory in `parent`) and everything in it. Loops until
+/// the directory itself is gone, so a link added while it was being emptied
+/// is removed too.
+pub(super) fn remove_tree(parent: BorrowedFd, name: &str) -> io::Result<()> {
+    loop {
+        let dir = match sys::open_dir(parent, name) {
+            Ok(d) => d,
+            Err(e) if is_absent(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for child in sys::read_dir(dir.as_fd())? {
+            let Some(child) = sys::as_str(&child) else {
+                continue;
+            };
+            match sys::unlinkat(dir.as_fd(), child, false) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                    remove_tree(dir.as_fd(), child)?
+                }
+                Err(e) if is_absent(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match sys::unlinkat(parent, name, true) {
+            Ok(()) => return Ok(()),
+            Err(e) if is_absent(&e) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_reg(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+fn expired(st: &libc::stat, now: Time) -> bool {
+    Time {
+        sec: st.st_mtime,
+        nsec: st.st_mtime_nsec,
+    } <= now
+}
+
+pub(super) fn run(store: &Store) -> Result<CleanupReport> {
+    let mut report = CleanupReport::default();
+    let now = Time::now();
+    clean_tmp(store, &mut report)?;
+
+    // Tag links first: an inode whose link says it needs N links but has
+    // another count lost a tag, and its key file is invalid even when it has
+    // no record of its own (a store written by the seed).
+    let mut invalid: HashSet<u64> = HashSet::new();
+    let mut buckets = Vec::new();
+    store.walk_buckets(|rel, file| buckets.push((rel.to_string(), file.to_vec())))?;
+    for (rel, file) in buckets.iter().filter(|(_, f)| f.starts_with(b"tag:")) {
+        let Some(file) = sys::as_str(file) else {
+            continue;
+        };
+        let tag_rel = format!("{rel}/{file}");
+        clean_tag_dir(store, &tag_rel, now, &mut invalid, &mut report)?;
+    }
+    for (rel, file) in buckets.iter().filter(|(_, f)| f.starts_with(b"key:")) {
+        let Some(file) = sys::as_str(file) else {
+            continue;
+        };
+        clean_key(store, rel, file, now, &invalid, &mut report)?;
+    }
+    log::info!(
+        "cleanup of {}: {} entries ({} bytes), {} tag links, {} tag dirs, {} tmp files removed",
+        store.path.display(),
+        report.entries,
+        report.bytes,
+        report.tag_links,
+        report.tag_dirs,
+        report.tmp_files
+    );
+    Ok(report)
+}
+
+fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
+    let tmp = store.tmp.as_fd();
+    for name in sys::read_dir(tmp).at(|| store.show_tmp(""))? {
+        let Some(name) = sys::as_str(&name) else {
+            continue;
+        };
+        let shown = || store.show_tmp(name);
+        if name.starts_with("dead.") {
+            remove_tree(tmp, name).at(shown)?;
+            report.tmp_files += 1;
+            continue;
+        }
+        let ours = name.starts_with("w.") || name.starts_with("lock:") || name.starts_with("reap.");
+        if !ours {
+            continue;
+        }
+        let file = match sys::open_file(tmp, name) {
+            Ok(f) => f,
+            Err(e) if is_absent(&e) => continue,
+            Err(e) => return Err(e).at(shown),
+        };
+        if !sys::try_flock(file.as_fd(), true).at(shown)? {
+            continue;
+        }
+        let ino = sys::fstat(file.as_fd()).at(shown)?.st_ino;
+        match sys::lstatat(tmp, name) {
+            Ok(st) if st.st_ino == ino => {}
+            _ => continue,
+        }
+        match sys::unlinkat(tmp, name, false) {
+            Ok(()) => report.tmp_files += 1,
+            Err(e) if is_absent(&e) => {}
+            Err(e) => return Err(e).at(shown),
+        }
+    }
+    Ok(())
+}
+
+fn clean_tag_dir(
+    store: &Store,
+    tag_rel: &str,
+    now: Time,
+    invalid: &mut HashSet<u64>,
+    report: &mut CleanupReport,
+) -> Result<()> {
+    let shown = || store.show(tag_rel);
+    let tag_dir = match sys::open_dir(store.data.as_fd(), tag_rel) {
+        Ok(d) => d,
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e).at(shown),
+    };
+    for ss in sys::read_dir(tag_dir.as_fd()).at(shown)? {
+        let Some(ss) = sys::as_str(&ss) else { continue };
+        let Ok(ss_dir) = sys::open_dir(tag_dir.as_fd(), ss) else {
+            continue;
+        };
+        for link in sys::read_dir(ss_dir.as_fd()).at(shown)? {
+            let Some((need, ino)) = layout::parse_tag_link(&link) else {
+                continue;
+            };
+            let Some(link) = sys::as_str(&link) else {
+                continue;
+            };
+            let Ok(st) = sys::lstatat(ss_dir.as_fd(), link) else {
+                continue;
+            };
+            if !is_reg(&st) {
+                continue;
+            }
+            let links_ok = st.st_nlink == need && st.st_ino == ino;
+            if links_ok && !expired(&st, now) {
+                continue;
+            }
+            // A version still being committed is flocked by its writer.
+            let Ok(file) = sys::open_file(ss_dir.as_fd(), link) else {
+                continue;
+            };
+            if !sys::try_flock(file.as_fd(), false).unwrap_or(false) {
+                continue;
+            }
+            if !links_ok {
+                invalid.insert(st.st_ino);
+            }
+            match sys::unlinkat(ss_dir.as_fd(), link, false) {
+                Ok(()) => report.tag_links += 1,
+                Err(e) if is_absent(&e) => {}
+                Err(e) => return Err(e).at(shown),
+            }
+        }
+        let _ = sys::unlinkat(tag_dir.as_fd(), ss, true);
+    }
+    // An empty tag directory goes too; ENOTEMPTY means it is in use.
+    let (dir, file) = tag_rel.rsplit_once('/').expect("tag paths have a bucket");
+    if let Ok(bucket) = sys::open_dir(store.data.as_fd(), dir)
+        && sys::unlinkat(bucket.as_fd(), file, true).is_ok()
+    {
+        report.tag_dirs += 1;
+    }
+    Ok(())
+}
+
+fn clean_key(
+    store: &Store,
+    rel: &str,
+    file: &str,
+    now: Time,
+    invalid: &HashSet<u64>,
+    report: &mut CleanupReport,
+) -> Result<()> {
+    let path = format!("{rel}/{file}");
+    let shown = || store.show(&path);
+    let bucket = match sys::open_dir(store.data.as_fd(), rel) {
+        Ok(b) => b,
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e).at(shown),
+    };
+    let version = match sys::open_file(bucket.as_fd(), file) {
+        Ok(f) => f,
+        Err(_) => return Ok(()),
+    };
+    let meta = store.meta_of(version.as_fd(), shown)?;
+    let st = sys::fstat(version.as_fd()).at(shown)?;
+    if !is_reg(&st) {
+        return Ok(());
+    }
+    let dead = !meta.is_live_at(now) || invalid.contains(&meta.ino);
+    // A seed process regenerating an entry holds its flock.
+    if !dead || !sys::try_flock(version.as_fd(), true).at(shown)? {
+        return Ok(());
+    }
+    // Move it out, then make sure it is the inode judged dead: a commit may
+    // have renamed a new version onto the name in between, and that one is
+    // put back (unless an even newer one is there by then).
+    let reap = store.unique("reap");
+    match sys::renameat(bucket.as_fd(), file, store.tmp.as_fd(), &reap, 0) {
+        Ok(()) => {}
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e).at(shown),
+    }
+    let moved = sys::lstatat(store.tmp.as_fd(), &reap).at(|| store.show_tmp(&reap))?;
+    if moved.st_ino != meta.ino {
+        match sys::renameat(
+            store.tmp.as_fd(),
+            &reap,
+            bucket.as_fd(),
+            file,
+            libc::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e).at(shown),
+        }
+    }
+    sys::unlinkat(store.tmp.as_fd(), &reap, false).at(|| store.show_tmp(&reap))?;
+    if moved.st_ino == meta.ino {
+        report.entries += 1;
+        report.bytes += meta.size;
+    }
+    Ok(())
+}
+
+pub(super) fn stats(store: &Store) -> Result<StoreStats> {
+    let mut stats = StoreStats::default();
+    let now = Time::now();
+    let mut keys = Vec::new();
+    store.walk_buckets(|rel, file| {
+        if file.starts_with(b"tag:") {
+            stats.tags += 1;
+        } else if file.starts_with(b"key:") {
+            keys.push(format!("{rel}/{}", String::from_utf8_lossy(file)));
+        }
+    })?;
+    for rel in keys {
+        let Ok(file) = sys::open_file(store.data.as_fd(), &rel) else {
+            continue;
+        };
+        let Ok(meta) = store.meta_of(file.as_fd(), || store.show(&rel)) else {
+            continue;
+        };
+        if meta.is_live_at(now) {
+            stats.entries += 1;
+            stats.bytes += meta.size;
+        } else {
+            stats.stale_entries += 1;
+            stats.stale_bytes += meta.size;
+        }
+    }
+    Ok(stats)
+}

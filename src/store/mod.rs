@@ -1,0 +1,726 @@
+//! The seed's hardlink store, reached only through directory descriptors.
+//!
+//! Invariants this module keeps (SPEC §1):
+//! - an entry is live iff its mtime (the expiry) is after now and its link
+//!   count is its number of tags + 1 (the record's tag count; an entry with
+//!   no record, written by another program, is judged by its expiry);
+//! - a version's content never changes once committed: a commit writes a
+//!   draft in `tmp/`, links it into each tag directory, sets its mtime and
+//!   renames it onto the key file, so a reader sees one whole version;
+//! - a re-commit (retag) never re-creates a tag directory that the version it
+//!   replaces carried, and is undone if that version stopped being live
+//!   while it was linked, so it cannot bring an invalidated entry back;
+//! - whatever the mount needs beyond the seed's layout (name, tags, TTL) is
+//!   the record: one user xattr on the entry's inode.
+
+mod cleanup;
+pub mod error;
+pub mod layout;
+mod sys;
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use cleanup::{CleanupReport, StoreStats};
+use error::Context;
+pub use error::{Error, Result};
+use layout::{NEVER, lossy};
+pub use sys::os;
+
+/// The user xattr that holds an entry's record.
+const RECORD: &CStr = c"user.tagcache";
+
+/// A point in time on the store host's CLOCK_REALTIME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time {
+    pub sec: i64,
+    pub nsec: i64,
+}
+
+impl Time {
+    pub const NEVER: Time = Time {
+        sec: NEVER,
+        nsec: 0,
+    };
+
+    pub fn now() -> Time {
+        let (sec, nsec) = sys::now();
+        Time { sec, nsec }
+    }
+
+    pub fn at(sec: i64) -> Time {
+        Time { sec, nsec: 0 }
+    }
+
+    /// The expiry of an entry given `ttl` seconds now (0 = never).
+    pub fn after_ttl(ttl: u64) -> Time {
+        if ttl == 0 {
+            return Time::NEVER;
+        }
+        let now = Time::now();
+        Time {
+            sec: now
+                .sec
+                .saturating_add(ttl.min(NEVER as u64) as i64)
+                .min(NEVER),
+            nsec: now.nsec,
+        }
+    }
+
+    pub fn is_never(&self) -> bool {
+        self.sec >= NEVER
+    }
+
+    /// Seconds from now until this time (0 if past), as a float.
+    pub fn secs_from_now(&self) -> f64 {
+        let now = Time::now();
+        let d = (self.sec - now.sec) as f64 + (self.nsec - now.nsec) as f64 / 1e9;
+        d.max(0.0)
+    }
+
+    pub fn to_system(self) -> std::time::SystemTime {
+        let d = std::time::Duration::new(
+            self.sec.max(0) as u64,
+            self.nsec.clamp(0, 999_999_999) as u32,
+        );
+        std::time::UNIX_EPOCH + d
+    }
+}
+
+/// What the mount keeps with an entry's inode, beyond the seed's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub name: Vec<u8>,
+    pub tags: Vec<Vec<u8>>,
+    /// The TTL the entry was given, in seconds (0 = never expires).
+    pub ttl: u64,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let tags: Vec<String> = self.tags.iter().map(hex::encode).collect();
+        format!(
+            "ttl={}\nname={}\ntags={}\n",
+            self.ttl,
+            hex::encode(&self.name),
+            tags.join(",")
+        )
+        .into_bytes()
+    }
+
+    fn decode(value: &[u8]) -> Option<Record> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (mut ttl, mut name, mut tags) = (None, None, None);
+        for line in text.lines() {
+            let (k, v) = line.split_once('=')?;
+            match k {
+                "ttl" => ttl = v.parse().ok(),
+                "name" => name = hex::decode(v).ok(),
+                "tags" if v.is_empty() => tags = Some(Vec::new()),
+                "tags" => tags = v.split(',').map(|t| hex::decode(t).ok()).collect(),
+                _ => {}
+            }
+        }
+        Some(Record {
+            name: name?,
+            tags: tags?,
+            ttl: ttl?,
+        })
+    }
+}
+
+/// An inode in the store as last looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub nlink: u64,
+    pub expiry: Time,
+    pub record: Option<Record>,
+}
+
+impl Meta {
+    pub fn is_live_at(&self, now: Time) -> bool {
+        self.expiry > now && self.links_ok()
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.is_live_at(Time::now())
+    }
+
+    /// The link count matches the tag count (always true without a record).
+    pub fn links_ok(&self) -> bool {
+        match &self.record {
+            Some(r) => self.nlink == r.tags.len() as u64 + 1,
+            None => true,
+        }
+    }
+
+    pub fn tags(&self) -> &[Vec<u8>] {
+        self.record.as_ref().map_or(&[], |r| &r.tags)
+    }
+
+    pub fn ttl(&self) -> u64 {
+        self.record.as_ref().map_or(0, |r| r.ttl)
+    }
+}
+
+/// An open version: the file (which pins its inode number) and its metadata.
+#[derive(Debug)]
+pub struct Version {
+    pub file: File,
+    pub meta: Meta,
+}
+
+/// A version being written: a file in `tmp/`, flocked while it lives so that
+/// cleanup leaves it alone, removed on drop unless committed.
+#[derive(Debug)]
+pub struct Draft {
+    file: File,
+    tmp: Arc<OwnedFd>,
+    name: String,
+    committed: bool,
+}
+
+impl Draft {
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = sys::unlinkat(self.tmp.as_fd(), &self.name, false);
+        }
+    }
+}
+
+/// The single-flight lock of one entry, held until dropped.
+#[derive(Debug)]
+pub struct EntryLock {
+    file: File,
+    tmp: Arc<OwnedFd>,
+    name: String,
+}
+
+impl Drop for EntryLock {
+    fn drop(&mut self) {
+        // Unlinking while still holding the lock is safe: a taker checks that
+        // the path still names the inode it locked, and retries otherwise.
+        let _ = sys::unlinkat(self.tmp.as_fd(), &self.name, false);
+        let _ = &self.file;
+    }
+}
+
+/// What a commit writes.
+#[derive(Debug)]
+pub struct Commit<'a> {
+    pub name: &'a [u8],
+    pub tags: &'a [Vec<u8>],
+    pub expiry: Time,
+    pub ttl: u64,
+    /// For a re-commit: the version this one replaces. The commit is undone
+    /// if that version is no longer live once the new one is linked, and the
+    /// tag directories it carried are never re-created.
+    pub replaces: Option<&'a Version>,
+}
+
+/// A store directory, opened.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    data: OwnedFd,
+    tmp: Arc<OwnedFd>,
+    counter: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let shown = || path.display().to_string();
+        std::fs::create_dir_all(path).at(shown)?;
+        let root: OwnedFd = File::open(path).at(shown)?.into();
+        let data = sys::mkdir_all(root.as_fd(), "data").at(|| format!("{}/data", shown()))?;
+        let tmp = sys::mkdir_all(root.as_fd(), "tmp").at(|| format!("{}/tmp", shown()))?;
+        let store = Store {
+            path: path.to_path_buf(),
+            data,
+            tmp: Arc::new(tmp),
+            counter: AtomicU64::new(0),
+        };
+        let probe = store.new_draft()?;
+        match sys::fsetxattr(probe.file.as_fd(), RECORD, b"probe") {
+            Ok(()) => Ok(store),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Err(Error::NoXattrs(shown())),
+            Err(e) => Err(e).at(|| store.show_tmp(&probe.name)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn show(&self, rel: &str) -> String {
+        format!("{}/data/{rel}", self.path.display())
+    }
+
+    fn show_tmp(&self, rel: &str) -> String {
+        format!("{}/tmp/{rel}", self.path.display())
+    }
+
+    fn unique(&self, prefix: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let t = Time::now();
+        format!(
+            "{prefix}.{}.{}.{}{:09}",
+            std::process::id(),
+            n,
+            t.sec,
+            t.nsec
+        )
+    }
+
+    fn meta_of(&self, file: BorrowedFd, shown: impl Fn() -> String) -> Result<Meta> {
+        let st = sys::fstat(file).at(&shown)?;
+        let record = sys::fgetxattr(file, RECORD).at(&shown)?;
+        Ok(Meta {
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            nlink: st.st_nlink,
+            expiry: Time {
+                sec: st.st_mtime,
+                nsec: st.st_mtime_nsec,
+            },
+            record: record.and_then(|v| Record::decode(&v)),
+        })
+    }
+
+    /// Re-reads the metadata of an open version.
+    pub fn refresh(&self, file: &File) -> Result<Meta> {
+        self.meta_of(file.as_fd(), || "open version".to_string())
+    }
+
+    /// Opens whatever version is at `name`'s key path, live or not.
+    pub fn open_version(&self, name: &[u8]) -> Result<Option<Version>> {
+        layout::check_name(name)?;
+        let key = layout::key_path(name);
+        let rel = key.path();
+        let file = match sys::open_file(self.data.as_fd(), &rel) {
+            Ok(f) => f,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e).at(|| self.show(&rel)),
+        };
+        let meta = self.meta_of(file.as_fd(), || self.show(&rel))?;
+        if !is_regular(&file) {
+            return Ok(None);
+        }
+        Ok(Some(Version { file, meta }))
+    }
+
+    /// Opens the live version of `name`, if there is one.
+    pub fn open_live(&self, name: &[u8]) -> Result<Option<Version>> {
+        Ok(self.open_version(name)?.filter(|v| v.meta.is_live()))
+    }
+
+    /// Starts a new version in `tmp/`.
+    pub fn new_draft(&self) -> Result<Draft> {
+        let name = self.unique("w");
+        let fd = sys::open_beneath(
+            self.tmp.as_fd(),
+            &name,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o644,
+        )
+        .at(|| self.show_tmp(&name))?;
+        sys::try_flock(fd.as_fd(), true).at(|| self.show_tmp(&name))?;
+        Ok(Draft {
+            file: fd.into(),
+            tmp: self.tmp.clone(),
+            name,
+            committed: false,
+        })
+    }
+
+    /// Starts a new version as a copy of `base` (a reflink where possible).
+    pub fn draft_from(&self, base: &File) -> Result<Draft> {
+        let draft = self.new_draft()?;
+        sys::copy_file(base, &draft.file).at(|| self.show_tmp(&draft.name))?;
+        Ok(draft)
+    }
+
+    /// Commits `draft` as the new version of `c.name`; returns it, open.
+    pub fn commit(&self, mut draft: Draft, c: &Commit) -> Result<Version> {
+        layout::check_name(c.name)?;
+        for tag in c.tags {
+            layout::check_tag(tag)?;
+        }
+        let shown_draft = || self.show_tmp(&draft.name);
+        let record = Record {
+            name: c.name.to_vec(),
+            tags: c.tags.to_vec(),
+            ttl: c.ttl,
+        };
+        sys::fsetxattr(draft.file.as_fd(), RECORD, &record.encode()).at(shown_draft)?;
+        let ino = sys::fstat(draft.file.as_fd()).at(shown_draft)?.st_ino;
+        let nlink = c.tags.len() as u64 + 1;
+        let (ss, link) = layout::tag_link(nlink, ino);
+        let carried = c.replaces.map_or(&[][..], |v| v.meta.tags());
+
+        let mut linked: Vec<OwnedFd> = Vec::new();
+        let undo = |linked: &[OwnedFd]| {
+            for dir in linked {
+                let _ = sys::unlinkat(dir.as_fd(), &link, false);
+            }
+        };
+        for tag in c.tags {
+            match self.link_into_tag(&draft, tag, &ss, &link, carried.contains(tag)) {
+                Ok(dir) => linked.push(dir),
+                Err(e) => {
+                    undo(&linked);
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(old) = c.replaces {
+            let still_live = self.refresh(&old.file).map(|m| m.is_live());
+            if !matches!(still_live, Ok(true)) {
+                undo(&linked);
+                return Err(still_live
+                    .err()
+                    .unwrap_or(Error::Invalidated(lossy(c.name))));
+            }
+        }
+        let key = layout::key_path(c.name);
+        let result = sys::set_mtime(draft.file.as_fd(), c.expiry.sec, c.expiry.nsec)
+            .at(shown_draft)
+            .and_then(|()| sys::mkdir_all(self.data.as_fd(), &key.dir).at(|| self.show(&key.dir)))
+            .and_then(|dir| {
+                sys::renameat(self.tmp.as_fd(), &draft.name, dir.as_fd(), &key.file, 0)
+                    .at(|| self.show(&key.path()))
+            });
+        if let Err(e) = result {
+            undo(&linked);
+            return Err(e);
+        }
+        draft.committed = true;
+        // The draft's lock kept cleanup off its half-linked state; a committed
+        // version is cleanup's to judge.
+        let _ = nix_unlock(draft.file.as_fd());
+        let file = draft.file.try_clone().at(|| self.show(&key.path()))?;
+        let meta = self.meta_of(file.as_fd(), || self.show(&key.path()))?;
+        Ok(Version { file, meta })
+    }
+
+    /// Links the draft into `tag`'s directory; returns the `SS` directory.
+    fn link_into_tag(
+        &self,
+        draft: &Draft,
+        tag: &[u8],
+        ss: &str,
+        link: &str,
+        carried: bool,
+    ) -> Result<OwnedFd> {
+        let tag_rel = layout::tag_path(tag).path();
+        let shown = || self.show(&format!("{tag_rel}/{ss}/{link}"));
+        // A removed directory (ENOENT on link) means an rmdir won the race:
+        // a fresh commit starts a new tag directory, a re-commit gives up.
+        for _ in 0..8 {
+            let tag_dir = if carried {
+                match sys::open_dir(self.data.as_fd(), &tag_rel) {
+                    Err(e) if is_absent(&e) => return Err(Error::Invalidated(lossy(tag))),
+                    other => other.at(shown)?,
+                }
+            } else {
+                sys::mkdir_all(self.data.as_fd(), &tag_rel).at(shown)?
+            };
+            let ss_dir = match sys::mkdir_all(tag_dir.as_fd(), ss) {
+                Err(e) if is_absent(&e) => continue,
+                other => other.at(shown)?,
+            };
+            match sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link) {
+                Ok(()) => return Ok(ss_dir),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    // A link left by an earlier inode with the same number.
+                    sys::unlinkat(ss_dir.as_fd(), link, false).at(shown)?;
+                    sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link).at(shown)?;
+                    return Ok(ss_dir);
+                }
+                Err(e) if is_absent(&e) && carried => {
+                    return Err(Error::Invalidated(lossy(tag)));
+                }
+                Err(e) if is_absent(&e) => continue,
+                Err(e) => return Err(e).at(shown),
+            }
+        }
+        Err(Error::Invalidated(lossy(tag)))
+    }
+
+    /// Commits a copy of `name`'s live version carrying `tags` instead.
+    pub fn retag(&self, name: &[u8], tags: &[Vec<u8>]) -> Result<Version> {
+        let old = self
+            .open_live(name)?
+            .ok_or_else(|| Error::NoEntry(lossy(name)))?;
+        let draft = self.draft_from(&old.file)?;
+        self.commit(
+            draft,
+            &Commit {
+                name,
+                tags,
+                expiry: old.meta.expiry,
+                ttl: old.meta.ttl(),
+                replaces: Some(&old),
+            },
+        )
+    }
+
+    /// Sets an open version's expiry in place (and its TTL, if given).
+    pub fn set_expiry(&self, version: &File, expiry: Time, ttl: Option<u64>) -> Result<Meta> {
+        let shown = || "entry being re-timed".to_string();
+        if let Some(ttl) = ttl {
+            let meta = self.refresh(version)?;
+            if let Some(mut record) = meta.record {
+                record.ttl = ttl;
+                sys::fsetxattr(version.as_fd(), RECORD, &record.encode()).at(shown)?;
+            }
+        }
+        sys::set_mtime(version.as_fd(), expiry.sec, expiry.nsec).at(shown)?;
+        self.refresh(version)
+    }
+
+    /// Invalidates entry `name` (expiry = now); its content stays for `stale/`.
+    pub fn invalidate_entry(&self, name: &[u8]) -> Result<bool> {
+        match self.open_live(name)? {
+            Some(v) => {
+                let now = Time::now();
+                sys::set_mtime(v.file.as_fd(), now.sec, now.nsec)
+                    .at(|| self.show(&layout::key_path(name).path()))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Renames live entry `from` to `to`, in place: same inode, tags, expiry.
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<Version> {
+        layout::check_name(to)?;
+        let v = self
+            .open_live(from)?
+            .ok_or_else(|| Error::NoEntry(lossy(from)))?;
+        let (src, dst) = (layout::key_path(from), layout::key_path(to));
+        let src_dir = sys::open_dir(self.data.as_fd(), &src.dir).at(|| self.show(&src.dir))?;
+        let dst_dir = sys::mkdir_all(self.data.as_fd(), &dst.dir).at(|| self.show(&dst.dir))?;
+        if let Some(mut record) = v.meta.record.clone() {
+            record.name = to.to_vec();
+            sys::fsetxattr(v.file.as_fd(), RECORD, &record.encode())
+                .at(|| self.show(&src.path()))?;
+        }
+        sys::renameat(src_dir.as_fd(), &src.file, dst_dir.as_fd(), &dst.file, 0)
+            .at(|| self.show(&src.path()))?;
+        let meta = self.refresh(&v.file)?;
+        Ok(Version { file: v.file, meta })
+    }
+
+    /// Creates an empty tag; `false` if it existed.
+    pub fn create_tag(&self, tag: &[u8]) -> Result<bool> {
+        layout::check_tag(tag)?;
+        let p = layout::tag_path(tag);
+        let bucket = sys::mkdir_all(self.data.as_fd(), &p.dir).at(|| self.show(&p.dir))?;
+        match sys::mkdirat(bucket.as_fd(), &p.file) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e).at(|| self.show(&p.path())),
+        }
+    }
+
+    pub fn tag_exists(&self, tag: &[u8]) -> Result<bool> {
+        layout::check_tag(tag)?;
+        let rel = layout::tag_path(tag).path();
+        match sys::open_dir(self.data.as_fd(), &rel) {
+            Ok(_) => Ok(true),
+            Err(e) if is_absent(&e) => Ok(false),
+            Err(e) => Err(e).at(|| self.show(&rel)),
+        }
+    }
+
+    /// Invalidates every entry carrying `tag` by removing its directory;
+    /// `false` if there was no such tag. When this returns, no link of the
+    /// tag is left, so no entry that carried it is live.
+    pub fn invalidate_tag(&self, tag: &[u8]) -> Result<bool> {
+        layout::check_tag(tag)?;
+        let p = layout::tag_path(tag);
+        let bucket = match sys::open_dir(self.data.as_fd(), &p.dir) {
+            Ok(b) => b,
+            Err(e) if is_absent(&e) => return Ok(false),
+            Err(e) => return Err(e).at(|| self.show(&p.dir)),
+        };
+        // Moving the directory out first makes the tag vanish at once; new
+        // commits start a fresh directory, and the removal below finishes
+        // only when no link can be added to the old one any more.
+        let dead = self.unique("dead");
+        match sys::renameat(bucket.as_fd(), &p.file, self.tmp.as_fd(), &dead, 0) {
+            Ok(()) => {}
+            Err(e) if is_absent(&e) => return Ok(false),
+            Err(e) => return Err(e).at(|| self.show(&p.path())),
+        }
+        cleanup::remove_tree(self.tmp.as_fd(), &dead).at(|| self.show_tmp(&dead))?;
+        Ok(true)
+    }
+
+    /// Names of every `key:` file in the store (live or not), unordered.
+    pub fn key_names(&self) -> Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        self.walk_buckets(|_, file| {
+            if let Some(name) = layout::decode("key:", file) {
+                names.push(name);
+            }
+        })?;
+        Ok(names)
+    }
+
+    /// Every tag with a directory in the store, unordered.
+    pub fn tag_names(&self) -> Result<Vec<Vec<u8>>> {
+        let mut tags = Vec::new();
+        self.walk_buckets(|_, file| {
+            if let Some(tag) = layout::decode("tag:", file) {
+                tags.push(tag);
+            }
+        })?;
+        Ok(tags)
+    }
+
+    /// Calls `f(bucket_rel, file_name)` for every file name in `data/AA/BB/`.
+    fn walk_buckets(&self, mut f: impl FnMut(&str, &[u8])) -> Result<()> {
+        for aa in sys::read_dir(self.data.as_fd()).at(|| self.show(""))? {
+            let Some(aa) = sys::as_str(&aa).filter(|s| is_fanout(s)) else {
+                continue;
+            };
+            let Ok(aa_dir) = sys::open_dir(self.data.as_fd(), aa) else {
+                continue;
+            };
+            for bb in sys::read_dir(aa_dir.as_fd()).at(|| self.show(aa))? {
+                let Some(bb) = sys::as_str(&bb).filter(|s| is_fanout(s)) else {
+                    continue;
+                };
+                let Ok(bb_dir) = sys::open_dir(aa_dir.as_fd(), bb) else {
+                    continue;
+                };
+                let rel = format!("{aa}/{bb}");
+                for file in sys::read_dir(bb_dir.as_fd()).at(|| self.show(&rel))? {
+                    f(&rel, &file);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The live versions carrying `tag`, passed to `f` one at a time (each
+    /// found through its link, its name read from its record); `None` if
+    /// there is no such tag.
+    pub fn for_each_tagged(&self, tag: &[u8], mut f: impl FnMut(Version)) -> Result<Option<()>> {
+        layout::check_tag(tag)?;
+        let rel = layout::tag_path(tag).path();
+        let tag_dir = match sys::open_dir(self.data.as_fd(), &rel) {
+            Ok(d) => d,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e).at(|| self.show(&rel)),
+        };
+        let now = Time::now();
+        for ss in sys::read_dir(tag_dir.as_fd()).at(|| self.show(&rel))? {
+            let Some(ss) = sys::as_str(&ss) else { continue };
+            let Ok(ss_dir) = sys::open_dir(tag_dir.as_fd(), ss) else {
+                continue;
+            };
+            for link in sys::read_dir(ss_dir.as_fd()).at(|| self.show(&rel))? {
+                let Some(link) = sys::as_str(&link) else {
+                    continue;
+                };
+                let Ok(file) = sys::open_file(ss_dir.as_fd(), link) else {
+                    continue;
+                };
+                let Ok(meta) = self.meta_of(file.as_fd(), || self.show(&rel)) else {
+                    continue;
+                };
+                // A replaced version lost its key link, so only the current
+                // version of a name can pass this.
+                if meta.record.is_some() && is_regular(&file) && meta.is_live_at(now) {
+                    f(Version { file, meta });
+                }
+            }
+        }
+        Ok(Some(()))
+    }
+
+    /// Takes `name`'s single-flight lock; `None` when another holder has it.
+    pub fn try_lock(&self, name: &[u8]) -> Result<Option<EntryLock>> {
+        layout::check_name(name)?;
+        let lock = layout::lock_file(name);
+        let shown = || self.show_tmp(&lock);
+        loop {
+            let fd =
+                sys::open_beneath(self.tmp.as_fd(), &lock, libc::O_RDWR | libc::O_CREAT, 0o600)
+                    .at(shown)?;
+            if !sys::try_flock(fd.as_fd(), true).at(shown)? {
+                return Ok(None);
+            }
+            // The holder before us may have unlinked the file after we opened
+            // it: then our lock is on an orphan, and we start over.
+            let ino = sys::fstat(fd.as_fd()).at(shown)?.st_ino;
+            match sys::lstatat(self.tmp.as_fd(), &lock) {
+                Ok(st) if st.st_ino == ino => {
+                    return Ok(Some(EntryLock {
+                        file: fd.into(),
+                        tmp: self.tmp.clone(),
+                        name: lock,
+                    }));
+                }
+                Ok(_) => continue,
+                Err(e) if is_absent(&e) => continue,
+                Err(e) => return Err(e).at(shown),
+            }
+        }
+    }
+
+    /// Removes expired and invalid entries, dead tag links, empty tag
+    /// directories and abandoned tmp and lock files.
+    pub fn cleanup(&self) -> Result<CleanupReport> {
+        cleanup::run(self)
+    }
+
+    /// Counts entries, bytes and tags.
+    pub fn stats(&self) -> Result<StoreStats> {
+        cleanup::stats(self)
+    }
+}
+
+fn nix_unlock(fd: BorrowedFd) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::LOCK_UN) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn is_absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
+    )
+}
+
+fn is_regular(file: &File) -> bool {
+    sys::fstat(file.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+fn is_fanout(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests;

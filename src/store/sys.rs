@@ -1,0 +1,311 @@
+//! Thin, fd-relative system calls. Every path here is resolved with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or acts on a final
+//! component only (`*at` calls with no-follow flags), so a symlink planted in
+//! the store is never followed and nothing resolves outside it.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub fn cstr(s: &str) -> CString {
+    CString::new(s).expect("store paths hold no NUL")
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+
+/// Opens `path` below `dir` without following any symlink on the way.
+pub fn open_beneath(dir: BorrowedFd, path: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let path = cstr(path);
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        mode: mode as u64,
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `how` is a valid open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel just gave us this descriptor.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EAGAIN) && err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+pub fn open_dir(dir: BorrowedFd, path: &str) -> io::Result<OwnedFd> {
+    open_beneath(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+}
+
+pub fn open_file(dir: BorrowedFd, path: &str) -> io::Result<File> {
+    open_beneath(dir, path, libc::O_RDONLY | libc::O_NONBLOCK, 0).map(File::from)
+}
+
+/// Creates each missing directory of `path` below `dir` and opens the last.
+pub fn mkdir_all(dir: BorrowedFd, path: &str) -> io::Result<OwnedFd> {
+    match open_dir(dir, path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        other => return other,
+    }
+    let mut current = dir.try_clone_to_owned()?;
+    for part in path.split('/') {
+        match mkdirat(current.as_fd(), part) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        current = open_dir(current.as_fd(), part)?;
+    }
+    Ok(current)
+}
+
+pub fn mkdirat(dir: BorrowedFd, name: &str) -> io::Result<()> {
+    let name = cstr(name);
+    // SAFETY: valid descriptor and C string.
+    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) }).map(drop)
+}
+
+pub fn unlinkat(dir: BorrowedFd, name: &str, is_dir: bool) -> io::Result<()> {
+    let name = cstr(name);
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid descriptor and C string.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+}
+
+pub fn renameat(
+    from_dir: BorrowedFd,
+    from: &str,
+    to_dir: BorrowedFd,
+    to: &str,
+    flags: u32,
+) -> io::Result<()> {
+    let (from, to) = (cstr(from), cstr(to));
+    // SAFETY: valid descriptors and C strings.
+    cvt(unsafe {
+        libc::renameat2(
+            from_dir.as_raw_fd(),
+            from.as_ptr(),
+            to_dir.as_raw_fd(),
+            to.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// Hard-links the file open as `file` to `name` in `dir`.
+pub fn link_fd(file: BorrowedFd, dir: BorrowedFd, name: &str) -> io::Result<()> {
+    let name = cstr(name);
+    // SAFETY: valid descriptors and C strings; AT_EMPTY_PATH links `file` itself.
+    cvt(unsafe {
+        libc::linkat(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+pub fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is written by the kernel on success.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `lstat` of a final component in `dir`.
+pub fn lstatat(dir: BorrowedFd, name: &str) -> io::Result<libc::stat> {
+    let name = cstr(name);
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is written by the kernel on success.
+    cvt(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Sets a file's mtime (the entry's expiry); atime is left alone.
+pub fn set_mtime(fd: BorrowedFd, sec: i64, nsec: i64) -> io::Result<()> {
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+    ];
+    // SAFETY: two valid timespecs.
+    cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }).map(drop)
+}
+
+pub fn fgetxattr(fd: BorrowedFd, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 512];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENODATA) => return Ok(None),
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            _ => return Err(err),
+        }
+    }
+}
+
+pub fn fsetxattr(fd: BorrowedFd, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: value is valid for its length.
+    cvt(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Non-blocking `flock`; `Ok(false)` when someone else holds it.
+pub fn try_flock(fd: BorrowedFd, exclusive: bool) -> io::Result<bool> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: plain syscall on a valid descriptor.
+    match cvt(unsafe { libc::flock(fd.as_raw_fd(), op) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes `dst` a copy of `src`: a reflink where the file system has them,
+/// else an in-kernel copy.
+pub fn copy_file(src: &File, dst: &File) -> io::Result<()> {
+    // SAFETY: FICLONE takes the source descriptor as its argument.
+    if unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) } == 0 {
+        return Ok(());
+    }
+    let len = fstat(src.as_fd())?.st_size as u64;
+    let mut off_in: i64 = 0;
+    let mut off_out: i64 = 0;
+    while (off_in as u64) < len {
+        // SAFETY: offsets are valid pointers to i64.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                (len - off_in as u64) as usize,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The names in directory `dir` (without `.` and `..`).
+pub fn read_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = open_dir(dir, ".")?;
+    let raw = fd.as_raw_fd();
+    // SAFETY: fdopendir takes ownership of the descriptor on success.
+    let dp = unsafe { libc::fdopendir(raw) };
+    if dp.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    std::mem::forget(fd);
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: dp is a valid DIR*; readdir's result is valid until the next call.
+        let ent = unsafe { libc::readdir(dp) };
+        if ent.is_null() {
+            break;
+        }
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    // SAFETY: closes the DIR* and its descriptor.
+    unsafe { libc::closedir(dp) };
+    Ok(names)
+}
+
+pub fn as_str(name: &[u8]) -> Option<&str> {
+    std::str::from_utf8(name).ok()
+}
+
+pub fn os(name: &[u8]) -> &OsStr {
+    OsStr::from_bytes(name)
+}
+
+/// The current CLOCK_REALTIME as (seconds, nanoseconds).
+pub fn now() -> (i64, i64) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec, ts.tv_nsec)
+}
