@@ -225,9 +225,12 @@ pub struct Commit<'a> {
     pub tags: &'a [Vec<u8>],
     pub expiry: Time,
     pub ttl: u64,
+    /// Tags whose directories must already exist: tags the entry carried
+    /// before. Their directory being gone means an `rmdir` invalidated the
+    /// entry, and re-creating it would bring the entry back.
+    pub carried: &'a [Vec<u8>],
     /// For a re-commit: the version this one replaces. The commit is undone
-    /// if that version is no longer live once the new one is linked, and the
-    /// tag directories it carried are never re-created.
+    /// if that version is no longer live once the new one is linked.
     pub replaces: Option<&'a Version>,
 }
 
@@ -245,6 +248,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let shown = || path.display().to_string();
         std::fs::create_dir_all(path).at(shown)?;
+        let path = &std::fs::canonicalize(path).at(shown)?;
         let root: OwnedFd = File::open(path).at(shown)?.into();
         let data = sys::mkdir_all(root.as_fd(), "data").at(|| format!("{}/data", shown()))?;
         let tmp = sys::mkdir_all(root.as_fd(), "tmp").at(|| format!("{}/tmp", shown()))?;
@@ -260,6 +264,21 @@ impl Store {
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Err(Error::NoXattrs(shown())),
             Err(e) => Err(e).at(|| store.show_tmp(&probe.name)),
         }
+    }
+
+    /// Opens a store that must exist already (the command-line tools never
+    /// create one by mistake).
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.join("data").is_dir() {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a tagcachefs store (no data/ directory)",
+                ),
+            });
+        }
+        Store::open(path)
     }
 
     pub fn path(&self) -> &Path {
@@ -339,7 +358,14 @@ impl Store {
             0o644,
         )
         .at(|| self.show_tmp(&name))?;
-        sys::try_flock(fd.as_fd(), true).at(|| self.show_tmp(&name))?;
+        // Until it is locked, the draft looks abandoned to a cleanup, which
+        // may lock and remove it first: then start over with a new one.
+        let ours = sys::try_flock(fd.as_fd(), true).at(|| self.show_tmp(&name))?
+            && sys::lstatat(self.tmp.as_fd(), &name)
+                .is_ok_and(|st| sys::fstat(fd.as_fd()).is_ok_and(|me| me.st_ino == st.st_ino));
+        if !ours {
+            return self.new_draft();
+        }
         Ok(Draft {
             file: fd.into(),
             tmp: self.tmp.clone(),
@@ -371,7 +397,7 @@ impl Store {
         let ino = sys::fstat(draft.file.as_fd()).at(shown_draft)?.st_ino;
         let nlink = c.tags.len() as u64 + 1;
         let (ss, link) = layout::tag_link(nlink, ino);
-        let carried = c.replaces.map_or(&[][..], |v| v.meta.tags());
+        let carried = c.carried;
 
         let mut linked: Vec<OwnedFd> = Vec::new();
         let undo = |linked: &[OwnedFd]| {
@@ -380,7 +406,8 @@ impl Store {
             }
         };
         for tag in c.tags {
-            match self.link_into_tag(&draft, tag, &ss, &link, carried.contains(tag)) {
+            let carried = carried.contains(tag);
+            match self.link_into_tag(&draft, tag, &ss, &link, carried, c.replaces) {
                 Ok(dir) => linked.push(dir),
                 Err(e) => {
                     undo(&linked);
@@ -426,6 +453,7 @@ impl Store {
         ss: &str,
         link: &str,
         carried: bool,
+        replaces: Option<&Version>,
     ) -> Result<OwnedFd> {
         let tag_rel = layout::tag_path(tag).path();
         let shown = || self.show(&format!("{tag_rel}/{ss}/{link}"));
@@ -438,8 +466,27 @@ impl Store {
                     other => other.at(shown)?,
                 }
             } else {
-                sys::mkdir_all(self.data.as_fd(), &tag_rel).at(shown)?
+                // A cleanup may remove the directory as empty right after
+                // it was made.
+                match sys::mkdir_all(self.data.as_fd(), &tag_rel) {
+                    Err(e) if is_absent(&e) => continue,
+                    other => other.at(shown)?,
+                }
             };
+            // The directory at the tag's path may be a new one, started by a
+            // fresh commit after an `invalidate_tag` moved out the one the
+            // replaced version is linked in: linking there would outlive the
+            // removal. The replaced version's own link places it.
+            if carried && let Some(old) = replaces {
+                let (old_ss, old_link) =
+                    layout::tag_link(old.meta.tags().len() as u64 + 1, old.meta.ino);
+                let holds_old = sys::open_dir(tag_dir.as_fd(), &old_ss)
+                    .and_then(|d| sys::lstatat(d.as_fd(), &old_link))
+                    .is_ok_and(|st| st.st_ino == old.meta.ino);
+                if !holds_old {
+                    return Err(Error::Invalidated(lossy(tag)));
+                }
+            }
             let ss_dir = match sys::mkdir_all(tag_dir.as_fd(), ss) {
                 Err(e) if is_absent(&e) => continue,
                 other => other.at(shown)?,
@@ -475,6 +522,7 @@ impl Store {
                 tags,
                 expiry: old.meta.expiry,
                 ttl: old.meta.ttl(),
+                carried: old.meta.tags(),
                 replaces: Some(&old),
             },
         )
@@ -691,6 +739,18 @@ impl Store {
     /// directories and abandoned tmp and lock files.
     pub fn cleanup(&self) -> Result<CleanupReport> {
         cleanup::run(self)
+    }
+
+    /// The store file system's `statvfs`, so `df` on the mount tells the truth.
+    pub fn statfs(&self) -> Result<libc::statvfs> {
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `st` is written by the kernel on success.
+        let ret =
+            unsafe { libc::fstatvfs(std::os::fd::AsRawFd::as_raw_fd(&self.data), st.as_mut_ptr()) };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error()).at(|| self.show(""));
+        }
+        Ok(unsafe { st.assume_init() })
     }
 
     /// Counts entries, bytes and tags.

@@ -20,6 +20,7 @@ fn put(store: &Store, name: &str, content: &str, tags: &[&str], ttl: u64) -> Ver
                 tags: &tags,
                 expiry: Time::after_ttl(ttl),
                 ttl,
+                carried: &[],
                 replaces: None,
             },
         )
@@ -126,6 +127,7 @@ fn recommit_after_its_tag_was_removed_does_not_resurrect() {
                 tags: &[b"x".to_vec(), b"z".to_vec()],
                 expiry: Time::NEVER,
                 ttl: 0,
+                carried: old.meta.tags(),
                 replaces: Some(&old),
             },
         )

@@ -1,0 +1,196 @@
+//! The command line: `tagcachefs STORE MOUNTPOINT`, `cleanup`, `stats`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A tag-invalidated cache as a file system: entries are files under keys/,
+/// tags are directories under tags/, `rmdir tags/<t>` invalidates every
+/// entry carrying <t>.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tagcachefs",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub mount: MountArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Remove expired and invalid entries, dead tag links, empty tag
+    /// directories and abandoned tmp and lock files; print what was removed.
+    Cleanup {
+        /// The store directory.
+        store: PathBuf,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print entries, bytes and tags of a store, and the daemon's counters
+    /// when given a mount point.
+    Stats {
+        /// A store directory or a tagcachefs mount point.
+        path: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Mounting: `tagcachefs STORE MOUNTPOINT [options]`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The store directory (created if missing).
+    #[arg(required = true)]
+    pub store: Option<PathBuf>,
+    /// Where to mount the full file system (keys/, tags/, stale/, .stats).
+    #[arg(required = true)]
+    pub mountpoint: Option<PathBuf>,
+    /// Stay in the foreground instead of serving in the background.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Let other users use the mount (file modes are then enforced).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// TTL in seconds of entries written without user.expire (0 = never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub default_expire: u64,
+    /// Longest time in seconds the kernel may cache a name or attributes;
+    /// changes made to the store from outside this daemon show within it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub cache_timeout: f64,
+    /// Seconds between the mount's own cleanups (0 = never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub cleanup_interval: u64,
+    /// Also mount the fast read-only view of keys/ and tags/ here: hits on
+    /// it are served by the kernel without a request to the daemon.
+    #[arg(long, value_name = "PATH")]
+    pub read_mount: Option<PathBuf>,
+    /// Write the daemon's log here (it goes nowhere in the background
+    /// otherwise; RUST_LOG sets the level).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Mount options, comma-separated, as mount(8) and fstab pass them:
+    /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
+    /// read_mount=PATH, log_file=PATH, ro, and the generic rw, nosuid,
+    /// nodev, noexec, noatime, … (accepted and passed on or ignored).
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+}
+
+/// Everything the daemon needs, once `-o` is folded in.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub store: PathBuf,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub allow_other: bool,
+    pub read_only: bool,
+    pub default_expire: u64,
+    pub cache_timeout: Duration,
+    pub cleanup_interval: u64,
+    pub read_mount: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    /// Generic kernel mount flags passed on (nosuid, nodev, noexec, …).
+    pub flags: Vec<String>,
+}
+
+/// Options that mount(8), mount.fuse3 or fstab may pass and that mean
+/// nothing more to us.
+const IGNORED: &[&str] = &[
+    "rw",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "nofail",
+    "_netdev",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "lazytime",
+    "nolazytime",
+    "nodiratime",
+    "diratime",
+    "async",
+    "default_permissions",
+];
+/// Generic kernel flags passed on to the mount.
+const PASSED: &[&str] = &[
+    "nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "atime", "sync", "dirsync",
+];
+
+impl MountArgs {
+    pub fn config(&self) -> Result<MountConfig, String> {
+        let mut c = MountConfig {
+            store: self.store.clone().ok_or("STORE is required")?,
+            mountpoint: self.mountpoint.clone().ok_or("MOUNTPOINT is required")?,
+            foreground: self.foreground,
+            allow_other: self.allow_other,
+            read_only: false,
+            default_expire: self.default_expire,
+            cache_timeout: seconds(self.cache_timeout)?,
+            cleanup_interval: self.cleanup_interval,
+            read_mount: self.read_mount.clone(),
+            log_file: self.log_file.clone(),
+            flags: Vec::new(),
+        };
+        for opt in self
+            .options
+            .iter()
+            .flat_map(|o| o.split(','))
+            .filter(|o| !o.is_empty())
+        {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            let number = || -> Result<u64, String> {
+                value
+                    .and_then(|v| v.parse().ok())
+                    .ok_or(format!("option {key} needs a whole number of seconds"))
+            };
+            match key {
+                "allow_other" => c.allow_other = true,
+                "ro" => c.read_only = true,
+                "default_expire" => c.default_expire = number()?,
+                "cleanup_interval" => c.cleanup_interval = number()?,
+                "cache_timeout" => {
+                    let v = value
+                        .and_then(|v| v.parse().ok())
+                        .ok_or("option cache_timeout needs seconds")?;
+                    c.cache_timeout = seconds(v)?;
+                }
+                "read_mount" => {
+                    c.read_mount = Some(value.ok_or("option read_mount needs a path")?.into())
+                }
+                "log_file" => {
+                    c.log_file = Some(value.ok_or("option log_file needs a path")?.into())
+                }
+                k if IGNORED.contains(&k)
+                    || k.starts_with("x-")
+                    || k == "fsname"
+                    || k == "subtype" => {}
+                k if PASSED.contains(&k) => c.flags.push(k.to_string()),
+                _ => return Err(format!("unknown mount option \"{opt}\"")),
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn seconds(v: f64) -> Result<Duration, String> {
+    if !(0.0..=1e9).contains(&v) {
+        return Err(format!("{v}: not a number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}

@@ -1,0 +1,219 @@
+//! Mounting and serving: fork, mount, report readiness through a pipe, serve
+//! until unmounted or signalled.
+//!
+//! The parent returns only once the kernel handshake of every session is
+//! done (so a script can use the mount on its next line), or prints why the
+//! mount failed. SIGTERM, SIGINT and SIGHUP unmount cleanly; an external
+//! `umount` of either mount point ends the daemon and unmounts the other.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::cli::MountConfig;
+use crate::fs::{Core, Options};
+use crate::store::Store;
+
+pub fn run(config: MountConfig) -> Result<(), String> {
+    let store = Store::open(&config.store).map_err(|e| e.to_string())?;
+    let mut ready: Option<File> = None;
+    if !config.foreground {
+        let (read_end, write_end) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        // SAFETY: no other thread exists yet; the child only continues this
+        // single-threaded code.
+        match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+            nix::unistd::ForkResult::Parent { .. } => {
+                drop(write_end);
+                return wait_ready(read_end);
+            }
+            nix::unistd::ForkResult::Child => {
+                drop(read_end);
+                let _ = nix::unistd::setsid();
+                ready = Some(File::from(write_end));
+            }
+        }
+    }
+    let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
+    signals
+        .thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+
+    match serve(config, store, &mut ready) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if let Some(mut pipe) = ready {
+                let _ = pipe.write_all(e.as_bytes());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The parent's side: wait for "ok" or an error message from the child.
+fn wait_ready(read_end: OwnedFd) -> Result<(), String> {
+    let mut message = String::new();
+    File::from(read_end)
+        .read_to_string(&mut message)
+        .map_err(|e| format!("waiting for the mount: {e}"))?;
+    match message.as_str() {
+        "ok" => Ok(()),
+        "" => Err("the serving process exited before the mount was ready".into()),
+        m => Err(m.to_string()),
+    }
+}
+
+fn mount_config(config: &MountConfig, read_only: bool) -> Config {
+    let mut options = vec![
+        MountOption::FSName(config.store.display().to_string()),
+        MountOption::Subtype("tagcachefs".into()),
+        MountOption::NoAtime,
+    ];
+    if read_only {
+        options.push(MountOption::RO);
+    }
+    if config.allow_other {
+        options.push(MountOption::DefaultPermissions);
+    }
+    for flag in &config.flags {
+        options.push(match flag.as_str() {
+            "nosuid" => MountOption::NoSuid,
+            "suid" => MountOption::Suid,
+            "nodev" => MountOption::NoDev,
+            "dev" => MountOption::Dev,
+            "noexec" => MountOption::NoExec,
+            "exec" => MountOption::Exec,
+            "sync" => MountOption::Sync,
+            "dirsync" => MountOption::DirSync,
+            _ => continue,
+        });
+    }
+    let mut c = Config::default();
+    c.mount_options = options;
+    c.acl = if config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    c.n_threads = Some(2);
+    c.clone_fd = true;
+    c
+}
+
+fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<(), String> {
+    let opts = Options {
+        default_ttl: config.default_expire,
+        cache_timeout: config.cache_timeout,
+        read_only: config.read_only,
+    };
+    let core = Core::new(store, opts, config.read_mount.is_some());
+    let mut mounts = vec![(
+        config.mountpoint.clone(),
+        mount_config(&config, config.read_only),
+    )];
+    if let Some(path) = &config.read_mount {
+        mounts.push((path.clone(), mount_config(&config, true)));
+    }
+    let mut sessions = Vec::new();
+    let unmounters: Arc<Mutex<Vec<SessionUnmounter>>> = Arc::default();
+    for (idx, (path, mount_config)) in mounts.iter().enumerate() {
+        let mut session = Session::new(core.filesystem(idx), path, mount_config).map_err(|e| {
+            for u in unmounters.lock().unwrap().iter_mut() {
+                let _ = u.unmount();
+            }
+            format!("mounting {}: {e}", path.display())
+        })?;
+        core.set_notifier(idx, session.notifier());
+        unmounters.lock().unwrap().push(session.unmount_callable());
+        sessions.push(session);
+        log::info!("mounted {} on {}", config.store.display(), path.display());
+    }
+
+    if let Some(mut pipe) = ready.take() {
+        let _ = pipe.write_all(b"ok");
+        drop(pipe);
+        detach_stdio(config.log_file.as_deref());
+    } else if let Some(path) = &config.log_file {
+        detach_stdio(Some(path));
+    }
+
+    let signal_unmounters = unmounters.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
+            if let Ok(sig) = signals.wait() {
+                log::info!("{sig}: unmounting");
+                for u in signal_unmounters.lock().unwrap().iter_mut() {
+                    let _ = u.unmount();
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    let sweeper = core.clone();
+    let interval = config.cleanup_interval;
+    std::thread::Builder::new()
+        .name("cleanup".into())
+        .spawn(move || {
+            // The first sweep reclaims what a crashed daemon left in tmp/.
+            loop {
+                if let Err(e) = sweeper.store().cleanup() {
+                    log::error!("cleanup: {e}");
+                }
+                if interval == 0 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(interval));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for session in sessions {
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let result = session.run();
+            let _ = done.send(result);
+        });
+    }
+    drop(done_tx);
+    // The first session to end (unmounted from outside, or by a signal)
+    // takes the others with it.
+    let mut first = None;
+    for (i, result) in done_rx.iter().enumerate() {
+        if i == 0 {
+            for u in unmounters.lock().unwrap().iter_mut() {
+                let _ = u.unmount();
+            }
+        }
+        if let Err(e) = result {
+            first.get_or_insert(e);
+        }
+    }
+    log::info!("unmounted {}", config.mountpoint.display());
+    match first {
+        Some(e) => Err(format!("serving {}: {e}", config.mountpoint.display())),
+        None => Ok(()),
+    }
+}
+
+/// Points stdin/stdout at /dev/null and stderr at the log file (or
+/// /dev/null), so that a caller capturing our output is not kept waiting.
+fn detach_stdio(log_file: Option<&std::path::Path>) {
+    let null = File::options().read(true).write(true).open("/dev/null");
+    let log = log_file.and_then(|p| File::options().create(true).append(true).open(p).ok());
+    if let Ok(null) = null {
+        let err = log.as_ref().unwrap_or(&null);
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(err.as_raw_fd(), 2);
+        }
+    }
+}

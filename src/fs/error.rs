@@ -1,0 +1,72 @@
+//! The adapter's error type and the one table that turns errors into errno.
+
+use fuser::Errno;
+
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("no such entry")]
+    NotFound,
+    #[error("already exists")]
+    Exists,
+    #[error("not permitted: {0}")]
+    NotPermitted(&'static str),
+    #[error("read-only here")]
+    ReadOnly,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("attribute not supported")]
+    UnsupportedAttr,
+    #[error("invalid value: {0}")]
+    Invalid(&'static str),
+    #[error("not across directories")]
+    CrossDir,
+    #[error("unknown file handle")]
+    BadHandle,
+    #[error("buffer too small")]
+    Range,
+    #[error("is a directory")]
+    IsDir,
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+impl FsError {
+    pub fn errno(&self) -> Errno {
+        use store::Error as S;
+        let code = match self {
+            FsError::Store(e) => match e {
+                S::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+                S::NameTooLong(_) => libc::ENAMETOOLONG,
+                S::InvalidName(..) | S::InvalidValue(..) => libc::EINVAL,
+                S::NoXattrs(_) => libc::EOPNOTSUPP,
+                S::NoEntry(_) | S::NoTag(_) => libc::ENOENT,
+                S::Invalidated(_) => libc::ESTALE,
+            },
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotPermitted(_) => libc::EPERM,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::UnsupportedAttr => libc::EOPNOTSUPP,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::CrossDir => libc::EXDEV,
+            FsError::BadHandle => libc::EBADF,
+            FsError::Range => libc::ERANGE,
+            FsError::IsDir => libc::EISDIR,
+        };
+        Errno::from_i32(code)
+    }
+
+    /// Whether this is worth a log line and the `errors` counter: the
+    /// expected answers (misses, refusals of bad input) are not.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            FsError::Store(e) => matches!(e, store::Error::Io { .. }),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! A write descriptor's private version and when it commits.
+//!
+//! The bytes go to a draft in the store's `tmp/` (never into memory, never
+//! into the committed version). A draft that continues an entry starts as a
+//! copy of its committed content, made lazily so that an `O_TRUNC` open
+//! (which arrives as OPEN then SETATTR size=0) copies nothing.
+//!
+//! Commit points (notes/fuse-write-path.md): a FLUSH commits when there were
+//! writes or xattr changes since the last commit, unless it comes from
+//! another lock owner than the writes (a forked child closing its copy); a
+//! RELEASE commits whatever is left, including a handle that was only
+//! truncated or created; an `O_EXCL` holder that changed nothing commits
+//! nothing.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use crate::store::{Commit, Draft, EntryLock, Result, Store, Time, Version};
+
+#[derive(Debug)]
+pub struct Writer {
+    /// The node the kernel sends this descriptor's requests on.
+    pub node: u64,
+    pub name: Vec<u8>,
+    /// The process that opened it: an open-time truncate carries no handle.
+    pub pid: u32,
+    draft: Option<Draft>,
+    /// Committed content a new draft starts from (`None`: empty).
+    base: Option<File>,
+    size: u64,
+    append: bool,
+    /// Set on this descriptor; `None` keeps what the entry had.
+    tags: Option<Vec<Vec<u8>>>,
+    ttl: Option<u64>,
+    expiry: Option<Time>,
+    inherited_tags: Vec<Vec<u8>>,
+    inherited_ttl: Option<u64>,
+    dirty: bool,
+    write_owner: Option<u64>,
+    commit_at_release: bool,
+    lock: Option<EntryLock>,
+}
+
+impl Writer {
+    /// A writer continuing `current` (the live version, if any).
+    pub fn open(
+        node: u64,
+        name: &[u8],
+        pid: u32,
+        append: bool,
+        current: Option<Version>,
+    ) -> Writer {
+        let (base, size, tags, ttl) = match current {
+            Some(v) => {
+                let tags = v.meta.tags().to_vec();
+                let ttl = v.meta.record.as_ref().map(|r| r.ttl);
+                (Some(v.file), v.meta.size, tags, ttl)
+            }
+            None => (None, 0, Vec::new(), None),
+        };
+        Writer {
+            node,
+            name: name.to_vec(),
+            pid,
+            draft: None,
+            base,
+            size,
+            append,
+            tags: None,
+            ttl: None,
+            expiry: None,
+            inherited_tags: tags,
+            inherited_ttl: ttl,
+            dirty: false,
+            write_owner: None,
+            commit_at_release: false,
+            lock: None,
+        }
+    }
+
+    /// A writer of a name created by CREATE: its draft exists from the start
+    /// (its inode is the node's). A plain create commits at release even if
+    /// nothing is written; an `O_EXCL` one (holding `lock`) does not.
+    pub fn created(
+        node: u64,
+        name: &[u8],
+        pid: u32,
+        append: bool,
+        draft: Draft,
+        lock: Option<EntryLock>,
+    ) -> Writer {
+        let mut w = Writer::open(node, name, pid, append, None);
+        w.draft = Some(draft);
+        w.commit_at_release = lock.is_none();
+        w.lock = lock;
+        w
+    }
+
+    fn draft(&mut self, store: &Store) -> Result<&Draft> {
+        if self.draft.is_none() {
+            let draft = match &self.base {
+                Some(base) => store.draft_from(base)?,
+                None => store.new_draft()?,
+            };
+            self.draft = Some(draft);
+        }
+        Ok(self.draft.as_ref().expect("just made"))
+    }
+
+    pub fn write(
+        &mut self,
+        store: &Store,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+    ) -> Result<usize> {
+        let at = if self.append { self.size } else { offset };
+        let draft = self.draft(store)?;
+        draft
+            .file()
+            .write_all_at(data, at)
+            .map_err(|e| io_err(e, "writing a draft"))?;
+        self.size = self.size.max(at + data.len() as u64);
+        self.dirty = true;
+        if owner.is_some() {
+            self.write_owner = owner;
+        }
+        Ok(data.len())
+    }
+
+    pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let mut buf = vec![0; size as usize];
+        let file = match (&self.draft, &self.base) {
+            (Some(d), _) => d.file(),
+            (None, Some(_)) => self.draft(store)?.file(),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(io_err(e, "reading a draft")),
+            }
+        }
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Truncates (or extends) the version being written. Alone it is a
+    /// change committed at release, not at the next flush (bash's `>`
+    /// flushes after the open-time truncate, before writing).
+    pub fn truncate(&mut self, store: &Store, size: u64) -> Result<()> {
+        if size == 0 && self.draft.is_none() {
+            self.base = None;
+        } else {
+            self.draft(store)?
+                .file()
+                .set_len(size)
+                .map_err(|e| io_err(e, "truncating a draft"))?;
+        }
+        self.size = size;
+        self.commit_at_release = true;
+        Ok(())
+    }
+
+    pub fn set_tags(&mut self, tags: Vec<Vec<u8>>) {
+        self.tags = Some(tags);
+        self.dirty = true;
+    }
+
+    pub fn set_ttl(&mut self, ttl: u64) {
+        self.ttl = Some(ttl);
+        self.expiry = None;
+        self.dirty = true;
+    }
+
+    pub fn set_expiry(&mut self, expiry: Time) {
+        self.expiry = Some(expiry);
+        self.dirty = true;
+    }
+
+    pub fn tags(&self) -> &[Vec<u8>] {
+        self.tags.as_deref().unwrap_or(&self.inherited_tags)
+    }
+
+    pub fn ttl(&self, default_ttl: u64) -> u64 {
+        self.ttl.or(self.inherited_ttl).unwrap_or(default_ttl)
+    }
+
+    pub fn commits_at_flush(&self, owner: u64) -> bool {
+        self.dirty && self.write_owner.is_none_or(|o| o == owner)
+    }
+
+    pub fn commits_at_release(&self) -> bool {
+        self.dirty || self.commit_at_release
+    }
+
+    /// Commits the version written so far. The descriptor stays usable: a
+    /// later write starts a new draft from what was just committed.
+    pub fn commit(&mut self, store: &Store, default_ttl: u64) -> Result<Version> {
+        self.draft(store)?;
+        let draft = self.draft.take().expect("made above");
+        let ttl = self.ttl(default_ttl);
+        let tags = self.tags().to_vec();
+        // Tags kept from the entry must still exist: if one was removed
+        // meanwhile, the content being replaced was invalidated under us.
+        let carried = if self.tags.is_none() {
+            tags.clone()
+        } else {
+            Vec::new()
+        };
+        let result = store.commit(
+            draft,
+            &Commit {
+                name: &self.name,
+                tags: &tags,
+                expiry: self.expiry.unwrap_or_else(|| Time::after_ttl(ttl)),
+                ttl,
+                carried: &carried,
+                replaces: None,
+            },
+        );
+        self.dirty = false;
+        self.commit_at_release = false;
+        self.write_owner = None;
+        self.lock = None;
+        let version = result?;
+        self.base = version.file.try_clone().ok();
+        self.size = version.meta.size;
+        self.inherited_tags = tags;
+        self.inherited_ttl = Some(ttl);
+        self.tags = None;
+        self.expiry = None;
+        Ok(version)
+    }
+}
+
+fn io_err(source: std::io::Error, what: &str) -> crate::store::Error {
+    crate::store::Error::Io {
+        path: what.to_string(),
+        source,
+    }
+}
