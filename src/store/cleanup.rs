@@ -232,8 +232,7 @@ fn clean_key(
         Err(_) => return Ok(()),
     };
     let meta = store.meta_of(version.as_fd(), shown)?;
-    let st = sys::fstat(version.as_fd()).at(shown)?;
-    if !is_reg(&st) {
+    if !meta.regular {
         return Ok(());
     }
     let dead = !meta.is_live_at(now) || invalid.contains(&meta.ino);

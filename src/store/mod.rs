@@ -137,6 +137,8 @@ impl Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub ino: u64,
+    /// A regular file (anything else at a key path is foreign and ignored).
+    pub regular: bool,
     pub size: u64,
     pub blocks: u64,
     pub nlink: u64,
@@ -310,6 +312,7 @@ impl Store {
         let record = sys::fgetxattr(file, RECORD).at(&shown)?;
         Ok(Meta {
             ino: st.st_ino,
+            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
             nlink: st.st_nlink,
@@ -337,10 +340,7 @@ impl Store {
             Err(e) => return Err(e).at(|| self.show(&rel)),
         };
         let meta = self.meta_of(file.as_fd(), || self.show(&rel))?;
-        if !is_regular(&file) {
-            return Ok(None);
-        }
-        Ok(Some(Version { file, meta }))
+        Ok(meta.regular.then_some(Version { file, meta }))
     }
 
     /// Opens the live version of `name`, if there is one.
@@ -697,7 +697,7 @@ impl Store {
                 };
                 // A replaced version lost its key link, so only the current
                 // version of a name can pass this.
-                if meta.record.is_some() && is_regular(&file) && meta.is_live_at(now) {
+                if meta.record.is_some() && meta.regular && meta.is_live_at(now) {
                     f(Version { file, meta });
                 }
             }
@@ -772,10 +772,6 @@ fn is_absent(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
     )
-}
-
-fn is_regular(file: &File) -> bool {
-    sys::fstat(file.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
 }
 
 fn is_fanout(s: &str) -> bool {
