@@ -440,15 +440,19 @@ impl TagCacheFs {
 
     /// The writer of node `id` opened by process `pid`, if any: requests
     /// that carry no handle (open-time truncate, xattrs) go to it.
+    /// With several, the one opened last: an open-time truncate follows its
+    /// OPEN at once, and an xattr call cannot say which descriptor it came
+    /// through.
     fn writer_of(&self, id: u64, pid: Option<u32>) -> Option<Arc<Mutex<Handle>>> {
         let handles = self.session().handles.lock().unwrap();
         handles
-            .values()
-            .find(|h| {
+            .iter()
+            .filter(|(_, h)| {
                 matches!(&*h.lock().unwrap(), Handle::Writer(w)
                     if w.node == id && pid.is_none_or(|p| p == w.pid))
             })
-            .cloned()
+            .max_by_key(|(fh, _)| **fh)
+            .map(|(_, h)| h.clone())
     }
 
     /// Registers `version` as a node (one more kernel reference).
