@@ -39,6 +39,10 @@ pub struct Writer {
     write_owner: Option<u64>,
     commit_at_release: bool,
     lock: Option<EntryLock>,
+    /// A write that failed (ENOSPC, EIO…): the version lost bytes, so every
+    /// later commit of this descriptor fails with that error instead of
+    /// publishing what is left.
+    lost: Option<i32>,
 }
 
 impl Writer {
@@ -75,6 +79,7 @@ impl Writer {
             write_owner: None,
             commit_at_release: false,
             lock: None,
+            lost: None,
         }
     }
 
@@ -114,12 +119,22 @@ impl Writer {
         data: &[u8],
         owner: Option<u64>,
     ) -> Result<usize> {
+        if let Some(errno) = self.lost {
+            return Err(lost_err(errno));
+        }
         let at = if self.append { self.size } else { offset };
-        let draft = self.draft(store)?;
-        draft
-            .file()
-            .write_all_at(data, at)
-            .map_err(|e| io_err(e, "writing a draft"))?;
+        let written = self.draft(store).and_then(|d| {
+            d.file()
+                .write_all_at(data, at)
+                .map_err(|e| io_err(e, "writing a draft"))
+        });
+        if let Err(e) = written {
+            // Give the space back now; the close reports the loss.
+            self.lost = Some(e.os_error().unwrap_or(libc::EIO));
+            self.draft = None;
+            self.dirty = true;
+            return Err(e);
+        }
         self.size = self.size.max(at + data.len() as u64);
         self.dirty = true;
         if owner.is_some() {
@@ -199,6 +214,12 @@ impl Writer {
     /// Commits the version written so far. The descriptor stays usable: a
     /// later write starts a new draft from what was just committed.
     pub fn commit(&mut self, store: &Store, default_ttl: u64) -> Result<Version> {
+        if let Some(errno) = self.lost {
+            self.dirty = false;
+            self.commit_at_release = false;
+            self.lock = None;
+            return Err(lost_err(errno));
+        }
         self.draft(store)?;
         let draft = self.draft.take().expect("made above");
         let ttl = self.ttl(default_ttl);
@@ -234,6 +255,13 @@ impl Writer {
         self.expiry = None;
         Ok(version)
     }
+}
+
+fn lost_err(errno: i32) -> crate::store::Error {
+    io_err(
+        std::io::Error::from_raw_os_error(errno),
+        "an earlier write to this version failed",
+    )
 }
 
 fn io_err(source: std::io::Error, what: &str) -> crate::store::Error {
