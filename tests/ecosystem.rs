@@ -1,0 +1,250 @@
+//! Mounting the way Linux users do (mount -t, fstab), signals, and the
+//! command-line tools.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Unmounts `path` when dropped, for mounts made by mount(8).
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        unmount(self.0);
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let path = path.to_str().unwrap();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(path))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    (dir, store, mnt)
+}
+
+#[test]
+fn mount_t_fuse_with_the_program_path_passes_options() {
+    let (_dir, store, mnt) = dirs();
+    let source = format!("{BIN}#{}", store.display());
+    run(Command::new("mount")
+        .args(["-t", "fuse", &source])
+        .arg(&mnt)
+        .args(["-o", "default_expire=60,nosuid,nodev,noatime"]));
+    let _guard = Unmount(&mnt);
+    assert!(
+        is_mounted(&mnt),
+        "mount(8) returns only once the mount is live"
+    );
+    std::fs::write(mnt.join("keys/a"), "x").unwrap();
+    assert_eq!(
+        get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
+        b"60"
+    );
+    let line = std::fs::read_to_string("/proc/mounts").unwrap();
+    let line = line
+        .lines()
+        .find(|l| l.contains(mnt.to_str().unwrap()))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+}
+
+#[test]
+fn mount_t_fuse_tagcachefs_through_mount_fuse3() {
+    // mount.fuse3 runs `tagcachefs STORE MNT -o ...` from the helper PATH,
+    // where an installed tagcachefs lives.
+    let installed = Path::new("/usr/local/bin/tagcachefs");
+    let ours = !installed.exists();
+    if ours {
+        std::os::unix::fs::symlink(BIN, installed)
+            .expect("installing tagcachefs (the test runs as root)");
+    }
+    struct Remove(bool);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            if self.0 {
+                let _ = std::fs::remove_file("/usr/local/bin/tagcachefs");
+            }
+        }
+    }
+    let _remove = Remove(ours);
+    let (_dir, store, mnt) = dirs();
+    run(Command::new("mount")
+        .args(["-t", "fuse.tagcachefs"])
+        .arg(&store)
+        .arg(&mnt)
+        .args(["-o", "default_expire=45,allow_other"]));
+    let _guard = Unmount(&mnt);
+    std::fs::write(mnt.join("keys/a"), "x").unwrap();
+    assert_eq!(
+        get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
+        b"45"
+    );
+}
+
+#[test]
+fn fstab_line_mounts_with_mount_fstab() {
+    let (dir, store, mnt) = dirs();
+    let fstab = dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{BIN}#{} {} fuse default_expire=30,cache_timeout=2,noauto 0 0\n",
+            store.display(),
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    run(Command::new("mount").arg("--fstab").arg(&fstab).arg(&mnt));
+    let _guard = Unmount(&mnt);
+    std::fs::write(mnt.join("keys/a"), "x").unwrap();
+    assert_eq!(
+        get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
+        b"30"
+    );
+}
+
+#[test]
+fn unknown_mount_options_are_refused_with_a_message() {
+    let (_dir, store, mnt) = dirs();
+    let out = Command::new(BIN)
+        .arg(&store)
+        .arg(&mnt)
+        .args(["-o", "rw,bogus=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mount option \"bogus=1\""));
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn sigterm_unmounts_both_mounts() {
+    let m = Mount::with_fast_view(&[]);
+    let store = m.store.canonicalize().unwrap();
+    let pid = daemon_pid(&store).expect("the daemon is running");
+    assert!(is_mounted(&m.mnt) && is_mounted(&m.fast));
+    // SAFETY: sending a signal to a process we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (is_mounted(&m.mnt) || is_mounted(&m.fast)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !is_mounted(&m.mnt) && !is_mounted(&m.fast),
+        "SIGTERM unmounts"
+    );
+}
+
+#[test]
+fn external_umount_ends_the_daemon() {
+    let mut m = Mount::new(&[]);
+    let store = m.store.canonicalize().unwrap();
+    let pid = daemon_pid(&store).expect("the daemon is running");
+    m.unmount();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z"),
+        "the daemon exited: {state}"
+    );
+}
+
+#[test]
+fn cleanup_and_stats_commands_report_counts() {
+    let m = Mount::new(&[]);
+    put(&m.keys("a"), b"12345", "t", 0);
+    put(&m.keys("b"), b"678", "u", 0);
+    std::fs::remove_dir(m.tag("u")).unwrap();
+    let stats = run(Command::new(BIN).arg("stats").arg(&m.mnt).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["entries"], 1);
+    assert_eq!(v["bytes"], 5);
+    assert_eq!(v["stale_entries"], 1);
+    assert_eq!(v["daemon"]["commits"], 2);
+    let table = run(Command::new(BIN).arg("stats").arg(&m.store));
+    assert!(table.contains("entries        1"), "{table}");
+    let cleaned = run(Command::new(BIN).arg("cleanup").arg(&m.store).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
+    assert_eq!(v["entries"], 1);
+    assert_eq!(v["bytes"], 3);
+    let again = run(Command::new(BIN).arg("cleanup").arg(&m.store));
+    assert!(again.starts_with("removed 0 entries"), "{again}");
+    assert_eq!(read(&m.keys("a")).unwrap(), b"12345");
+}
+
+#[test]
+fn cli_tools_refuse_a_directory_that_is_not_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["cleanup", "stats"] {
+        let out = Command::new(BIN).arg(cmd).arg(dir.path()).output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a tagcachefs store"));
+    }
+}
+
+#[test]
+fn help_names_every_option() {
+    let help = run(Command::new(BIN).arg("--help"));
+    for opt in [
+        "--foreground",
+        "--allow-other",
+        "--default-expire",
+        "--cache-timeout",
+        "--cleanup-interval",
+        "--read-mount",
+        "--log-file",
+        "-o <OPTIONS>",
+        "cleanup",
+        "stats",
+    ] {
+        assert!(help.contains(opt), "--help lacks {opt}:\n{help}");
+    }
+}
+
+/// The pid of the daemon serving `store`.
+fn daemon_pid(store: &Path) -> Option<i32> {
+    let needle = store.to_str().unwrap();
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"tagcachefs"))
+            && args.iter().any(|a| {
+                std::fs::canonicalize(Path::new(std::str::from_utf8(a).unwrap_or("")))
+                    .ok()
+                    .as_deref()
+                    == Some(Path::new(needle))
+            })
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
