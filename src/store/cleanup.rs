@@ -83,22 +83,25 @@ pub(super) fn run(store: &Store) -> Result<CleanupReport> {
     // Tag links first: an inode whose link says it needs N links but has
     // another count lost a tag, and its key file is invalid even when it has
     // no record of its own (a store written by the seed).
+    // Two walks, one bucket at a time: memory stays flat however big the
+    // store is (the set holds only inodes found invalid by a tag link).
     let mut invalid: HashSet<u64> = HashSet::new();
-    let mut buckets = Vec::new();
-    store.walk_buckets(|rel, file| buckets.push((rel.to_string(), file.to_vec())))?;
-    for (rel, file) in buckets.iter().filter(|(_, f)| f.starts_with(b"tag:")) {
-        let Some(file) = sys::as_str(file) else {
-            continue;
-        };
-        let tag_rel = format!("{rel}/{file}");
-        clean_tag_dir(store, &tag_rel, now, &mut invalid, &mut report)?;
-    }
-    for (rel, file) in buckets.iter().filter(|(_, f)| f.starts_with(b"key:")) {
-        let Some(file) = sys::as_str(file) else {
-            continue;
-        };
-        clean_key(store, rel, file, now, &invalid, &mut report)?;
-    }
+    store.walk_buckets(|rel, file| match sys::as_str(file) {
+        Some(file) if file.starts_with("tag:") => clean_tag_dir(
+            store,
+            &format!("{rel}/{file}"),
+            now,
+            &mut invalid,
+            &mut report,
+        ),
+        _ => Ok(()),
+    })?;
+    store.walk_buckets(|rel, file| match sys::as_str(file) {
+        Some(file) if file.starts_with("key:") => {
+            clean_key(store, rel, file, now, &invalid, &mut report)
+        }
+        _ => Ok(()),
+    })?;
     log::info!(
         "cleanup of {}: {} entries ({} bytes), {} tag links, {} tag dirs, {} tmp files removed",
         store.path.display(),
@@ -274,20 +277,20 @@ fn clean_key(
 pub(super) fn stats(store: &Store) -> Result<StoreStats> {
     let mut stats = StoreStats::default();
     let now = Time::now();
-    let mut keys = Vec::new();
     store.walk_buckets(|rel, file| {
         if file.starts_with(b"tag:") {
             stats.tags += 1;
-        } else if file.starts_with(b"key:") {
-            keys.push(format!("{rel}/{}", String::from_utf8_lossy(file)));
+            return Ok(());
         }
-    })?;
-    for rel in keys {
+        let Some(file) = sys::as_str(file).filter(|f| f.starts_with("key:")) else {
+            return Ok(());
+        };
+        let rel = format!("{rel}/{file}");
         let Ok(file) = sys::open_file(store.data.as_fd(), &rel) else {
-            continue;
+            return Ok(());
         };
         let Ok(meta) = store.meta_of(file.as_fd(), || store.show(&rel)) else {
-            continue;
+            return Ok(());
         };
         if meta.is_live_at(now) {
             stats.entries += 1;
@@ -296,6 +299,7 @@ pub(super) fn stats(store: &Store) -> Result<StoreStats> {
             stats.stale_entries += 1;
             stats.stale_bytes += meta.size;
         }
-    }
+        Ok(())
+    })?;
     Ok(stats)
 }

@@ -628,6 +628,7 @@ impl Store {
             if let Some(name) = layout::decode("key:", file) {
                 names.push(name);
             }
+            Ok(())
         })?;
         Ok(names)
     }
@@ -639,12 +640,15 @@ impl Store {
             if let Some(tag) = layout::decode("tag:", file) {
                 tags.push(tag);
             }
+            Ok(())
         })?;
         Ok(tags)
     }
 
-    /// Calls `f(bucket_rel, file_name)` for every file name in `data/AA/BB/`.
-    fn walk_buckets(&self, mut f: impl FnMut(&str, &[u8])) -> Result<()> {
+    /// Calls `f(bucket_rel, file_name)` for every file name in `data/AA/BB/`,
+    /// one bucket at a time (memory does not grow with the store); stops at
+    /// the first error `f` returns.
+    fn walk_buckets(&self, mut f: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
         for aa in sys::read_dir(self.data.as_fd()).at(|| self.show(""))? {
             let Some(aa) = sys::as_str(&aa).filter(|s| is_fanout(s)) else {
                 continue;
@@ -661,7 +665,7 @@ impl Store {
                 };
                 let rel = format!("{aa}/{bb}");
                 for file in sys::read_dir(bb_dir.as_fd()).at(|| self.show(&rel))? {
-                    f(&rel, &file);
+                    f(&rel, &file)?;
                 }
             }
         }
