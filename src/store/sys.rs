@@ -41,6 +41,7 @@ pub fn open_beneath(dir: BorrowedFd, path: &str, flags: i32, mode: u32) -> io::R
         mode: mode as u64,
         resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
+    let mut moved_out = 0;
     loop {
         // SAFETY: `how` is a valid open_how of the size passed.
         let fd = unsafe {
@@ -57,8 +58,14 @@ pub fn open_beneath(dir: BorrowedFd, path: &str, flags: i32, mode: u32) -> io::R
             return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EAGAIN) && err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => {}
+            // What was found got moved out of `dir` before the open ended (a
+            // cleanup reaping an entry, a tag directory being removed), and
+            // RESOLVE_BENEATH calls that an escape: look again, to find it
+            // gone (or put back).
+            Some(libc::EXDEV) if moved_out < 8 => moved_out += 1,
+            _ => return Err(err),
         }
     }
 }
