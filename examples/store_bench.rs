@@ -40,6 +40,7 @@ fn main() {
                         ttl: 3600,
                         carried: &[],
                         replaces: None,
+                        held: &[],
                     },
                 )
                 .unwrap();

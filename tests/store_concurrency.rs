@@ -266,6 +266,7 @@ fn committer(
             ttl,
             carried: &[],
             replaces: None,
+            held: &[],
         };
         match store.commit(draft, &commit) {
             Ok(v) => {
@@ -357,6 +358,7 @@ fn retagger(store: &Store, id: u32, deadline: Instant, counts: &mut Counts) -> R
                     ttl: old.meta.ttl(),
                     carried: old.meta.tags(),
                     replaces: Some(&old),
+                    held: &[],
                 },
             )
         };
@@ -638,6 +640,7 @@ fn retag_racing_a_tag_removal_and_a_fresh_commit_stays_invalidated() {
                     ttl: 0,
                     carried: &[],
                     replaces: None,
+                    held: &[],
                 },
             )
             .unwrap()
@@ -671,6 +674,7 @@ fn retag_racing_a_tag_removal_and_a_fresh_commit_stays_invalidated() {
             ttl: 0,
             carried: old.meta.tags(),
             replaces: Some(&old),
+            held: &[],
         },
     );
 
@@ -718,6 +722,7 @@ fn commits_and_opens_racing_cleanup_neither_fail_nor_lose_work() {
                 ttl: 0,
                 carried: &[],
                 replaces: None,
+                held: &[],
             },
         )
     };

@@ -192,6 +192,7 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
                         ttl: *ttl,
                         carried: &[],
                         replaces: None,
+                        held: &[],
                     },
                 )
                 .unwrap();

@@ -624,7 +624,13 @@ impl TagCacheFs {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
-        let current = self.store().open_live(&state.name)?;
+        // The tag directories the current version is linked in are held
+        // from now on: a commit keeping its tags links into those very
+        // directories, so an rmdir in between is never undone.
+        let current = match self.store().open_live(&state.name)? {
+            Some(v) => self.store().hold_tag_dirs(&v)?.map(|held| (v, held)),
+            None => None,
+        };
         let append = flags.0 & libc::O_APPEND != 0;
         let w = Writer::open(id.0, &state.name, req.pid(), append, current);
         Ok((

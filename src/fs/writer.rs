@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::store::{Commit, Draft, EntryLock, Result, Store, Time, Version};
+use crate::store::{Commit, Draft, EntryLock, Result, Store, TagDir, Time, Version};
 
 #[derive(Debug)]
 pub struct Writer {
@@ -35,6 +35,8 @@ pub struct Writer {
     expiry: Option<Time>,
     inherited_tags: Vec<Vec<u8>>,
     inherited_ttl: Option<u64>,
+    /// The directories the inherited tags' links go into.
+    held: Vec<TagDir>,
     dirty: bool,
     write_owner: Option<u64>,
     commit_at_release: bool,
@@ -46,21 +48,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer continuing `current` (the live version, if any).
+    /// A writer continuing `current`: the live version, if any, with the
+    /// tag directories it is linked in (`Store::hold_tag_dirs`).
     pub fn open(
         node: u64,
         name: &[u8],
         pid: u32,
         append: bool,
-        current: Option<Version>,
+        current: Option<(Version, Vec<TagDir>)>,
     ) -> Writer {
-        let (base, size, tags, ttl) = match current {
-            Some(v) => {
+        let (base, size, tags, ttl, held) = match current {
+            Some((v, held)) => {
                 let tags = v.meta.tags().to_vec();
                 let ttl = v.meta.record.as_ref().map(|r| r.ttl);
-                (Some(v.file), v.meta.size, tags, ttl)
+                (Some(v.file), v.meta.size, tags, ttl, held)
             }
-            None => (None, 0, Vec::new(), None),
+            None => (None, 0, Vec::new(), None, Vec::new()),
         };
         Writer {
             node,
@@ -75,6 +78,7 @@ impl Writer {
             expiry: None,
             inherited_tags: tags,
             inherited_ttl: ttl,
+            held,
             dirty: false,
             write_owner: None,
             commit_at_release: false,
@@ -224,12 +228,13 @@ impl Writer {
         let draft = self.draft.take().expect("made above");
         let ttl = self.ttl(default_ttl);
         let tags = self.tags().to_vec();
-        // Tags kept from the entry must still exist: if one was removed
+        // Tags kept from the entry link into the directories their version
+        // was in (or, lacking those, must still exist): if one was removed
         // meanwhile, the content being replaced was invalidated under us.
-        let carried = if self.tags.is_none() {
-            tags.clone()
+        let (carried, held) = if self.tags.is_none() {
+            (tags.clone(), &self.held[..])
         } else {
-            Vec::new()
+            (Vec::new(), &[][..])
         };
         let result = store.commit(
             draft,
@@ -240,6 +245,7 @@ impl Writer {
                 ttl,
                 carried: &carried,
                 replaces: None,
+                held,
             },
         );
         self.dirty = false;
@@ -247,6 +253,7 @@ impl Writer {
         self.write_owner = None;
         self.lock = None;
         let version = result?;
+        self.held = store.hold_tag_dirs(&version)?.unwrap_or_default();
         self.base = version.file.try_clone().ok();
         self.size = version.meta.size;
         self.inherited_tags = tags;

@@ -234,6 +234,17 @@ pub struct Commit<'a> {
     /// For a re-commit: the version this one replaces. The commit is undone
     /// if that version is no longer live once the new one is linked.
     pub replaces: Option<&'a Version>,
+    /// Tags whose link goes into a directory held open since the entry was
+    /// read (see `hold_tag_dirs`), never into whatever is at the tag's path
+    /// now; a directory removed since then refuses the link (`Invalidated`).
+    pub held: &'a [TagDir],
+}
+
+/// A tag directory held open: the very directory a version was linked in.
+#[derive(Debug)]
+pub struct TagDir {
+    pub tag: Vec<u8>,
+    dir: OwnedFd,
 }
 
 /// A store directory, opened.
@@ -407,7 +418,12 @@ impl Store {
         };
         for tag in c.tags {
             let carried = carried.contains(tag);
-            match self.link_into_tag(&draft, tag, &ss, &link, carried, c.replaces) {
+            let held = c.held.iter().find(|h| h.tag == *tag);
+            let result = match held {
+                Some(held) => self.link_into_held(&draft, held, &ss, &link),
+                None => self.link_into_tag(&draft, tag, &ss, &link, carried, c.replaces),
+            };
+            match result {
                 Ok(dir) => linked.push(dir),
                 Err(e) => {
                     undo(&linked);
@@ -509,6 +525,67 @@ impl Store {
         Err(Error::Invalidated(lossy(tag)))
     }
 
+    /// Links the draft into a held tag directory; returns the `SS` directory.
+    fn link_into_held(
+        &self,
+        draft: &Draft,
+        held: &TagDir,
+        ss: &str,
+        link: &str,
+    ) -> Result<OwnedFd> {
+        let shown = || {
+            format!(
+                "{}/{ss}/{link} (tag {})",
+                self.show(&layout::tag_path(&held.tag).path()),
+                lossy(&held.tag)
+            )
+        };
+        let gone = || Error::Invalidated(lossy(&held.tag));
+        let ss_dir = match sys::mkdir_all(held.dir.as_fd(), ss) {
+            Err(e) if is_absent(&e) => return Err(gone()),
+            other => other.at(shown)?,
+        };
+        match sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link) {
+            Ok(()) => Ok(ss_dir),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                sys::unlinkat(ss_dir.as_fd(), link, false).at(shown)?;
+                sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link).at(shown)?;
+                Ok(ss_dir)
+            }
+            Err(e) if is_absent(&e) => Err(gone()),
+            Err(e) => Err(e).at(shown),
+        }
+    }
+
+    /// Opens the directories of `version`'s tags, each checked to hold the
+    /// version's own link, so that a later commit keeping those tags links
+    /// where an `invalidate_tag` of them will find it. `None` when a tag
+    /// has no such directory any more: the version was invalidated.
+    pub fn hold_tag_dirs(&self, version: &Version) -> Result<Option<Vec<TagDir>>> {
+        let tags = version.meta.tags();
+        let (ss, link) = layout::tag_link(tags.len() as u64 + 1, version.meta.ino);
+        let mut held = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let rel = layout::tag_path(tag).path();
+            let dir = match sys::open_dir(self.data.as_fd(), &rel) {
+                Ok(d) => d,
+                Err(e) if is_absent(&e) => return Ok(None),
+                Err(e) => return Err(e).at(|| self.show(&rel)),
+            };
+            let holds = sys::open_dir(dir.as_fd(), &ss)
+                .and_then(|d| sys::lstatat(d.as_fd(), &link))
+                .is_ok_and(|st| st.st_ino == version.meta.ino);
+            if !holds {
+                return Ok(None);
+            }
+            held.push(TagDir {
+                tag: tag.clone(),
+                dir,
+            });
+        }
+        Ok(Some(held))
+    }
+
     /// Commits a copy of `name`'s live version carrying `tags` instead.
     pub fn retag(&self, name: &[u8], tags: &[Vec<u8>]) -> Result<Version> {
         let old = self
@@ -524,6 +601,7 @@ impl Store {
                 ttl: old.meta.ttl(),
                 carried: old.meta.tags(),
                 replaces: Some(&old),
+                held: &[],
             },
         )
     }

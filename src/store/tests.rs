@@ -22,6 +22,7 @@ fn put(store: &Store, name: &str, content: &str, tags: &[&str], ttl: u64) -> Ver
                 ttl,
                 carried: &[],
                 replaces: None,
+                held: &[],
             },
         )
         .unwrap()
@@ -129,6 +130,7 @@ fn recommit_after_its_tag_was_removed_does_not_resurrect() {
                 ttl: 0,
                 carried: old.meta.tags(),
                 replaces: Some(&old),
+                held: &[],
             },
         )
         .unwrap_err();
@@ -251,4 +253,36 @@ fn bad_names_are_typed_errors() {
         store.create_tag(b"a,b"),
         Err(Error::InvalidName(..))
     ));
+}
+
+#[test]
+fn keeping_tags_links_into_the_held_directory_not_a_recreated_one() {
+    let (_dir, store) = store();
+    put(&store, "a", "old", &["t"], 0);
+    let old = store.open_live(b"a").unwrap().unwrap();
+    let held = store.hold_tag_dirs(&old).unwrap().unwrap();
+    assert_eq!(held.len(), 1);
+    store.invalidate_tag(b"t").unwrap();
+    // Another entry's commit starts a new directory for t.
+    put(&store, "b", "other", &["t"], 0);
+    let draft = store.draft_from(&old.file).unwrap();
+    let err = store
+        .commit(
+            draft,
+            &Commit {
+                name: b"a",
+                tags: &[b"t".to_vec()],
+                expiry: Time::NEVER,
+                ttl: 0,
+                carried: &[],
+                replaces: None,
+                held: &held,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalidated(_)), "{err}");
+    assert_eq!(read(&store, "a"), None);
+    assert_eq!(read(&store, "b").as_deref(), Some("other"));
+    // A version that lost its tag has no directories to hold.
+    assert!(store.hold_tag_dirs(&old).unwrap().is_none());
 }
