@@ -1,0 +1,861 @@
+//! Bad input never hurts the daemon (SPEC §2 "anything else … a clear
+//! errno, the store unchanged, the daemon still serving"; "Longer or
+//! malformed: ENAMETOOLONG / EINVAL, never a crash").
+//!
+//! A seeded random loop of system calls on the mount with hostile names
+//! (random bytes with '/', non-UTF-8, '.', '..', blanks, commas, around and
+//! past the 125-byte limit and the kernel's 255) and hostile xattr values
+//! for user.tags and user.expire (negative, huge, non-numeric, empty,
+//! commas, blanks, NUL bytes), plus the refusal table's cases with their
+//! exact errno. Every call succeeds or fails with a defined errno, never
+//! EIO, ENOTCONN or ENOSYS; afterwards the daemon still serves, entries the
+//! loop never touched are intact, and its log shows no panic.
+//!
+//! 5000 steps by default; `TAGCACHEFS_LONG=1` makes 100000 (or
+//! `TAGCACHEFS_FUZZ_OPS`).
+
+mod common;
+mod reliability;
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::Mount;
+use reliability::*;
+
+/// The errnos a refusal may carry (SPEC §2, README "Refusals") and those
+/// the kernel gives before asking the daemon (ENOTDIR, EISDIR, ENOTEMPTY,
+/// ERANGE for a short xattr buffer, E2BIG for a value over 64 KiB, EBUSY
+/// for renaming `..`).
+const DEFINED: &[i32] = &[
+    libc::EINVAL,
+    libc::ENAMETOOLONG,
+    libc::ENOENT,
+    libc::EEXIST,
+    libc::EOPNOTSUPP,
+    libc::EPERM,
+    libc::EROFS,
+    libc::EXDEV,
+    libc::ENODATA,
+    libc::ENOTDIR,
+    libc::EISDIR,
+    libc::ENOTEMPTY,
+    libc::ERANGE,
+    libc::E2BIG,
+    libc::EBUSY,
+];
+
+fn ops() -> u64 {
+    std::env::var("TAGCACHEFS_FUZZ_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if long_mode() { 100_000 } else { 5000 })
+}
+
+fn path_of(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// A hostile name. Never holds NUL (no system call can pass it) and never a
+/// `..` component beside others (that would leave the mount, testing the
+/// test's own temp dir instead).
+fn hostile_name(rng: &mut Rng, known: &[Vec<u8>]) -> Vec<u8> {
+    let printable = |rng: &mut Rng, n: usize| -> Vec<u8> {
+        (0..n).map(|_| rng.range(0x21, 0x7e) as u8).collect()
+    };
+    let name = match rng.below(100) {
+        0..20 => {
+            let n = rng.range(1, 40) as usize;
+            printable(rng, n)
+        }
+        20..35 => {
+            let n = rng.range(1, 40) as usize;
+            rng.bytes(n).into_iter().map(|b| b.max(1)).collect()
+        }
+        35..45 => {
+            let n = rng.range(120, 130) as usize;
+            printable(rng, n)
+        }
+        45..50 => {
+            let n = rng.range(250, 300) as usize;
+            vec![b'n'; n]
+        }
+        50..55 => rng
+            .pick(&[&b"."[..], b"..", b"...", b" ", b"-", b"\n"])
+            .to_vec(),
+        55..65 => {
+            let a = printable(rng, 3);
+            let b = printable(rng, 3);
+            [a, b"/".to_vec(), b].concat()
+        }
+        65..75 => rng
+            .pick(&[
+                &b"a b"[..],
+                b"a,b",
+                b" lead",
+                b"trail ",
+                b"tab\tx",
+                b"nl\nx",
+                b"comma,",
+                b",",
+                b"\xff\xfe",
+                b"caf\xc3\xa9",
+            ])
+            .to_vec(),
+        _ => rng.pick(known).clone(),
+    };
+    let bad_parent =
+        name.split(|&b| b == b'/').count() > 1 && name.split(|&b| b == b'/').any(|c| c == b"..");
+    if bad_parent { b"x".to_vec() } else { name }
+}
+
+fn hostile_tags(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(100) {
+        0..30 => {
+            let n = rng.range(0, 4);
+            (0..n)
+                .map(|i| format!("t{}", (i + rng.below(6)) % 6))
+                .collect::<Vec<_>>()
+                .join(",")
+                .into_bytes()
+        }
+        30..80 => rng
+            .pick(&[
+                &b""[..],
+                b",",
+                b",,,",
+                b" a , b ",
+                b"a,,b",
+                b"a b",
+                b"a\tb",
+                b"a\nb",
+                b"a/b",
+                b"a\0b",
+                b"\0",
+                b"\xff\xfe",
+                b"..",
+                b".",
+                b"a,a,a",
+                b" , , ",
+            ])
+            .to_vec(),
+        80..90 => vec![b'g'; rng.range(120, 130) as usize],
+        _ => {
+            let n = rng.range(1, 30) as usize;
+            rng.bytes(n)
+        }
+    }
+}
+
+fn hostile_expire(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(100) {
+        0..20 => rng.range(0, 100_000).to_string().into_bytes(),
+        _ => rng
+            .pick(&[
+                &b""[..],
+                b"-1",
+                b"-0",
+                b"0",
+                b"abc",
+                b"1e3",
+                b"0x10",
+                b"+5",
+                b" 5 ",
+                b"5\n",
+                b"5,6",
+                b"4294967296",
+                b"4294967297",
+                b"18446744073709551615",
+                b"18446744073709551616",
+                b"99999999999999999999999999",
+                b"3.5",
+                b"\0",
+                b"5\0",
+                b"\xff",
+            ])
+            .to_vec(),
+    }
+}
+
+struct Fuzz<'a> {
+    m: &'a Mount,
+    rng: Rng,
+    calls: u64,
+    outcomes: BTreeMap<String, u64>,
+    bad: Vec<String>,
+}
+
+impl Fuzz<'_> {
+    /// Records the outcome of one call.
+    fn check(&mut self, what: String, r: Result<(), i32>) {
+        self.calls += 1;
+        let op = what.split(' ').next().unwrap_or("").to_string();
+        let key = match r {
+            Ok(()) => format!("{op} ok"),
+            Err(e) => format!("{op} {}", errno_name(e)),
+        };
+        *self.outcomes.entry(key).or_default() += 1;
+        if let Err(e) = r
+            && !DEFINED.contains(&e)
+        {
+            self.bad.push(format!("{what} -> {}", errno_name(e)));
+        }
+    }
+
+    fn step(&mut self, known: &[Vec<u8>]) {
+        let keys = self.m.mnt.join("keys");
+        let tags = self.m.mnt.join("tags");
+        let name = hostile_name(&mut self.rng, known);
+        let show = String::from_utf8_lossy(&name).escape_debug().to_string();
+        let kp = path_of(&keys, &name);
+        match self.rng.below(17) {
+            0 => {
+                // A whole write, with hostile xattrs on the descriptor.
+                let flags = libc::O_WRONLY
+                    | libc::O_CREAT
+                    | *self
+                        .rng
+                        .pick(&[libc::O_TRUNC, libc::O_EXCL, libc::O_APPEND, 0]);
+                match open_raw(&kp, flags) {
+                    Ok(f) => {
+                        if self.rng.chance(50) {
+                            let v = hostile_tags(&mut self.rng);
+                            self.check(
+                                format!("fsetxattr user.tags={v:?} on keys/{show}"),
+                                fset_xattr(&f, "user.tags", &v),
+                            );
+                        }
+                        if self.rng.chance(50) {
+                            let v = hostile_expire(&mut self.rng);
+                            self.check(
+                                format!("fsetxattr user.expire={v:?} on keys/{show}"),
+                                fset_xattr(&f, "user.expire", &v),
+                            );
+                        }
+                        let n = self.rng.range(0, 5000) as usize;
+                        let data = self.rng.bytes(n);
+                        self.check(format!("write keys/{show}"), write_all_raw(&f, &data, 4096));
+                        self.check(format!("close keys/{show}"), close_raw(f));
+                    }
+                    Err(e) => self.check(format!("open(O_CREAT) keys/{show}"), Err(e)),
+                }
+            }
+            1 => {
+                let r =
+                    open_raw(&kp, libc::O_RDONLY).and_then(|f| read_all_raw(&f, 65536).map(|_| ()));
+                self.check(format!("read keys/{show}"), r);
+            }
+            2 => {
+                let dir = if self.rng.chance(50) { &keys } else { &tags };
+                let r = std::fs::symlink_metadata(path_of(dir, &name))
+                    .map(|_| ())
+                    .map_err(|e| e.raw_os_error().unwrap_or(-1));
+                self.check(format!("stat {show}"), r);
+            }
+            3 => self.check(format!("unlink keys/{show}"), unlink_raw(&kp)),
+            4 => self.check(
+                format!("mkdir tags/{show}"),
+                mkdir_raw(&path_of(&tags, &name)),
+            ),
+            5 => self.check(
+                format!("rmdir tags/{show}"),
+                rmdir_raw(&path_of(&tags, &name)),
+            ),
+            6 => {
+                let to = hostile_name(&mut self.rng, known);
+                let dir = if self.rng.chance(70) {
+                    keys.clone()
+                } else {
+                    path_of(&tags, b"t1")
+                };
+                let r = std::fs::rename(&kp, path_of(&dir, &to))
+                    .map_err(|e| e.raw_os_error().unwrap_or(-1));
+                self.check(
+                    format!(
+                        "rename keys/{show} -> {}",
+                        String::from_utf8_lossy(&to).escape_debug()
+                    ),
+                    r,
+                );
+            }
+            7 => {
+                let t = hostile_name(&mut self.rng, known);
+                let r = std::fs::hard_link(&kp, path_of(&path_of(&tags, &t), &name))
+                    .map_err(|e| e.raw_os_error().unwrap_or(-1));
+                self.check(
+                    format!(
+                        "link keys/{show} into tags/{}",
+                        String::from_utf8_lossy(&t).escape_debug()
+                    ),
+                    r,
+                );
+            }
+            8 => {
+                let (xname, value): (&[u8], Vec<u8>) = match self.rng.below(6) {
+                    0 | 1 => (b"user.tags", hostile_tags(&mut self.rng)),
+                    2 | 3 => (b"user.expire", hostile_expire(&mut self.rng)),
+                    4 => (
+                        *self.rng.pick(&[
+                            &b"user.other"[..],
+                            b"user.",
+                            b"user.tags2",
+                            b"trusted.x",
+                            b"security.x",
+                            b"system.posix_acl_access",
+                        ]),
+                        b"1".to_vec(),
+                    ),
+                    _ => (
+                        b"user.tags",
+                        vec![b'a'; self.rng.range(60_000, 70_000) as usize],
+                    ),
+                };
+                let r = set_xattr_raw(&kp, xname, &value);
+                let shown_value = String::from_utf8_lossy(&value[..value.len().min(40)])
+                    .escape_debug()
+                    .to_string();
+                self.check(
+                    format!(
+                        "setxattr {}={shown_value:?} on keys/{show}",
+                        String::from_utf8_lossy(xname)
+                    ),
+                    r,
+                );
+            }
+            9 => {
+                let xname: &[u8] = self.rng.pick::<&[u8]>(&[
+                    &b"user.tags"[..],
+                    b"user.expire",
+                    b"user.other",
+                    b"trusted.x",
+                ]);
+                let r = get_xattr_raw(&kp, xname).map(|_| ());
+                self.check(
+                    format!("getxattr {} of keys/{show}", String::from_utf8_lossy(xname)),
+                    r,
+                );
+                // A buffer too small for the value: ERANGE, nothing worse.
+                let p = cpath(&kp);
+                let n = CString::new(xname).unwrap();
+                let mut buf = [0u8; 1];
+                // SAFETY: valid C strings and buffer.
+                let r =
+                    unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 1) };
+                self.check(
+                    format!(
+                        "getxattr(size 1) {} of keys/{show}",
+                        String::from_utf8_lossy(xname)
+                    ),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+            }
+            10 => {
+                let p = cpath(&kp);
+                let mut buf = [0u8; 256];
+                // SAFETY: valid C string and buffer.
+                let r = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+                self.check(
+                    format!("listxattr keys/{show}"),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+                let xname: &[u8] =
+                    self.rng
+                        .pick::<&[u8]>(&[b"user.tags", b"user.expire", b"user.other"]);
+                let n = CString::new(xname).unwrap();
+                // SAFETY: valid C strings.
+                let r = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
+                self.check(
+                    format!(
+                        "removexattr {} of keys/{show}",
+                        String::from_utf8_lossy(xname)
+                    ),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+            }
+            11 => {
+                let target = cpath(Path::new("/etc/passwd"));
+                let p = cpath(&kp);
+                // SAFETY: valid C strings.
+                let r = unsafe { libc::symlink(target.as_ptr(), p.as_ptr()) };
+                self.check(
+                    format!("symlink keys/{show}"),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+                // SAFETY: a valid C string.
+                let r = unsafe { libc::mknod(p.as_ptr(), libc::S_IFIFO | 0o644, 0) };
+                self.check(
+                    format!("mknod keys/{show}"),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+                let r = mkdir_raw(&kp);
+                self.check(format!("mkdir keys/{show}"), r);
+            }
+            12 => {
+                // A hostile expiry by mtime: the past, the far future, past 2^32.
+                let sec: i64 = *self.rng.pick(&[
+                    -1i64,
+                    0,
+                    1,
+                    1 << 31,
+                    1 << 32,
+                    (1 << 32) + 1,
+                    1 << 40,
+                    i64::MAX / 2,
+                ]);
+                let times = [
+                    libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: libc::UTIME_OMIT,
+                    },
+                    libc::timespec {
+                        tv_sec: sec,
+                        tv_nsec: 0,
+                    },
+                ];
+                let p = cpath(&kp);
+                // SAFETY: a valid C string and times.
+                let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
+                self.check(
+                    format!("utimensat mtime={sec} keys/{show}"),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+            }
+            13 => {
+                let p = cpath(&kp);
+                // SAFETY: a valid C string.
+                let r = unsafe { libc::truncate(p.as_ptr(), self.rng.range(0, 10) as i64) };
+                self.check(
+                    format!("truncate keys/{show}"),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+                // SAFETY: a valid C string.
+                let r = unsafe {
+                    libc::chmod(p.as_ptr(), *self.rng.pick(&[0o644, 0o600, 0o777, 0o4755]))
+                };
+                self.check(
+                    format!("chmod keys/{show}"),
+                    if r < 0 { Err(last_errno()) } else { Ok(()) },
+                );
+            }
+            14 => {
+                // Names at the top and in stale/.
+                let top = self.m.mnt.join(OsStr::from_bytes(&name));
+                let r = open_raw(&top, libc::O_WRONLY | libc::O_CREAT).map(drop);
+                self.check(format!("create /{show}"), r);
+                let r = open_raw(
+                    &path_of(&self.m.mnt.join("stale"), &name),
+                    libc::O_WRONLY | libc::O_CREAT,
+                )
+                .map(drop);
+                self.check(format!("create stale/{show}"), r);
+                let r = open_raw(
+                    &path_of(&path_of(&tags, b"t1"), &name),
+                    libc::O_WRONLY | libc::O_CREAT,
+                )
+                .map(drop);
+                self.check(format!("create tags/t1/{show}"), r);
+            }
+            15 => {
+                let r = list_raw(&path_of(&tags, &name)).map(drop);
+                self.check(format!("ls tags/{show}"), r);
+                let r = list_raw(&keys).map(drop);
+                self.check("ls keys/".into(), r);
+            }
+            _ => {
+                // A write descriptor that dies without close: exec'd away
+                // by nobody, just dropped after a hostile truncate.
+                match open_raw(&kp, libc::O_RDWR) {
+                    Ok(f) => {
+                        let r = f
+                            .set_len(self.rng.range(0, 1 << 20))
+                            .map_err(|e| e.raw_os_error().unwrap_or(-1));
+                        self.check(format!("ftruncate keys/{show}"), r);
+                        self.check(format!("close keys/{show}"), close_raw(f));
+                    }
+                    Err(e) => self.check(format!("open(O_RDWR) keys/{show}"), Err(e)),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_names_and_xattr_values_get_defined_errnos_and_never_hurt_the_daemon() {
+    let m = Mount::new(&["--cache-timeout", "0.2"]);
+    let seed = seed("bad input");
+    let mut dog = Watchdog::new(
+        "bad input",
+        Duration::from_secs(120 + ops() / 50),
+        vec![m.store.clone()],
+    );
+    // Witnesses: entries the loop never names, with a tag it never names.
+    for i in 0..3u64 {
+        let f = open_raw(
+            &m.keys(&format!("witness-{i}")),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        )
+        .unwrap();
+        fset_xattr(&f, "user.tags", b"witness-tag").unwrap();
+        write_all_raw(&f, &version_content(i, 1000 + i as usize * 3000), 4096).unwrap();
+        close_raw(f).unwrap();
+    }
+    let known: Vec<Vec<u8>> = ["e0", "e1", "e2", "t1", "t2", "\u{e9}t\u{e9}"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    for k in &known {
+        common::put(&m.keys(&String::from_utf8_lossy(k)), b"known", "t1", 0);
+    }
+    let mut fz = Fuzz {
+        m: &m,
+        rng: Rng::new(seed),
+        calls: 0,
+        outcomes: BTreeMap::new(),
+        bad: Vec::new(),
+    };
+    let n = ops();
+    for _ in 0..n {
+        fz.step(&known);
+        if dog.fired() {
+            break;
+        }
+    }
+    let (calls, outcomes, bad) = (fz.calls, fz.outcomes, fz.bad);
+    eprintln!("{n} steps, {calls} calls; outcomes: {outcomes:?}");
+
+    // Still serving, witnesses intact, no panic, no fault counted.
+    let mut problems = bad;
+    for i in 0..3u64 {
+        match std::fs::read(m.keys(&format!("witness-{i}"))).map(|d| check_version(&d)) {
+            Ok(Ok(id)) if id == i => {}
+            other => problems.push(format!("witness-{i} after the loop: {other:?}")),
+        }
+    }
+    match list_raw(&m.tag("witness-tag")) {
+        Ok(names) if names.len() == 3 => {}
+        other => problems.push(format!("tags/witness-tag after the loop: {other:?}")),
+    }
+    common::put(&m.keys("after"), b"still serving", "", 0);
+    match std::fs::read(m.keys("after")) {
+        Ok(d) if d == b"still serving" => {}
+        other => problems.push(format!("a write and read after the loop: {other:?}")),
+    }
+    let panics = panics_in(&m.log());
+    if !panics.is_empty() {
+        problems.push(format!("the daemon panicked: {panics:?}"));
+    }
+    let stats = m.stats();
+    if stats["errors"].as_u64() != Some(0) {
+        let log = m.log();
+        let faults: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(10)
+            .collect::<Vec<_>>();
+        problems.push(format!(
+            "the daemon counted {} faults (EIO-class errors): {faults:#?}",
+            stats["errors"]
+        ));
+    }
+    let fired = dog.disarm();
+    drop(m);
+    assert!(!fired, "the watchdog fired: a call hung");
+    assert!(
+        problems.is_empty(),
+        "TAGCACHEFS_SEED={seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Records `what` in `wrong` unless `got` is one of `want` (0 = success).
+fn expect(wrong: &mut Vec<String>, what: &str, got: Result<(), i32>, want: &[i32]) {
+    let ok = match got {
+        Ok(()) => want.contains(&0),
+        Err(e) => want.contains(&e),
+    };
+    if !ok {
+        wrong.push(format!(
+            "{what}: got {}, expected one of {:?}",
+            got.err().map_or("success".into(), errno_name),
+            want.iter()
+                .map(|e| if *e == 0 {
+                    "success".into()
+                } else {
+                    errno_name(*e)
+                })
+                .collect::<Vec<_>>()
+        ));
+    }
+}
+
+/// The refusal table, case by case, with the exact errno.
+#[test]
+fn malformed_names_tags_and_expiries_get_the_documented_errno() {
+    let m = Mount::new(&[]);
+    let keys = m.mnt.join("keys");
+    let tags = m.mnt.join("tags");
+    common::put(&m.keys("x"), b"content", "a", 0);
+    let mut wrong = Vec::new();
+    // With a write, so the commit is at close (a create alone commits at
+    // the release that follows close()).
+    let create = |name: &[u8]| {
+        let f = open_raw(
+            &path_of(&keys, name),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        )?;
+        write_all_raw(&f, b"v", 1)?;
+        close_raw(f)
+    };
+
+    // Names: up to 125 bytes, any bytes but '/' and NUL.
+    expect(
+        &mut wrong,
+        "create a 125-byte name",
+        create(&[b'n'; 125]),
+        &[0],
+    );
+    expect(
+        &mut wrong,
+        "create a 126-byte name",
+        create(&[b'n'; 126]),
+        &[libc::ENAMETOOLONG],
+    );
+    expect(
+        &mut wrong,
+        "create a 255-byte name",
+        create(&[b'n'; 255]),
+        &[libc::ENAMETOOLONG],
+    );
+    expect(
+        &mut wrong,
+        "create a 256-byte name",
+        create(&[b'n'; 256]),
+        &[libc::ENAMETOOLONG],
+    );
+    expect(
+        &mut wrong,
+        "create a non-UTF-8 name",
+        create(b"\xff\xfe\x01 name,with blanks"),
+        &[0],
+    );
+    match list_raw(&keys) {
+        Ok(names)
+            if names.contains(&b"\xff\xfe\x01 name,with blanks".to_vec())
+                && names.contains(&vec![b'n'; 125]) => {}
+        other => panic!("ls keys/ should show the odd names byte for byte: {other:?}"),
+    }
+    expect(
+        &mut wrong,
+        "create keys/.",
+        create(b"."),
+        &[libc::EISDIR, libc::EEXIST],
+    );
+    expect(
+        &mut wrong,
+        "create keys/..",
+        create(b".."),
+        &[libc::EISDIR, libc::EEXIST],
+    );
+    expect(
+        &mut wrong,
+        "mkdir tags/ with a 126-byte tag",
+        mkdir_raw(&path_of(&tags, &[b't'; 126])),
+        &[libc::ENAMETOOLONG],
+    );
+    expect(
+        &mut wrong,
+        "mkdir tags/ with a 125-byte tag",
+        mkdir_raw(&path_of(&tags, &[b't'; 125])),
+        &[0],
+    );
+    expect(
+        &mut wrong,
+        "mkdir tags/'a b'",
+        mkdir_raw(&path_of(&tags, b"a b")),
+        &[libc::EINVAL],
+    );
+    expect(
+        &mut wrong,
+        "mkdir tags/'a,b'",
+        mkdir_raw(&path_of(&tags, b"a,b")),
+        &[libc::EINVAL],
+    );
+    expect(
+        &mut wrong,
+        "mkdir tags/'a\\tb'",
+        mkdir_raw(&path_of(&tags, b"a\tb")),
+        &[libc::EINVAL],
+    );
+    expect(
+        &mut wrong,
+        "mkdir keys/d",
+        mkdir_raw(&path_of(&keys, b"d")),
+        &[libc::EPERM],
+    );
+
+    // user.tags.
+    let x = m.keys("x");
+    let set = |name: &[u8], v: &[u8]| set_xattr_raw(&x, name, v);
+    expect(
+        &mut wrong,
+        "user.tags 'a b'",
+        set(b"user.tags", b"a b"),
+        &[libc::EINVAL],
+    );
+    expect(
+        &mut wrong,
+        "user.tags 'a/b'",
+        set(b"user.tags", b"a/b"),
+        &[libc::EINVAL],
+    );
+    expect(
+        &mut wrong,
+        "user.tags 'a\\0b'",
+        set(b"user.tags", b"a\0b"),
+        &[libc::EINVAL],
+    );
+    expect(
+        &mut wrong,
+        "user.tags with a 126-byte tag",
+        set(b"user.tags", &[b'g'; 126]),
+        &[libc::ENAMETOOLONG],
+    );
+    assert_eq!(
+        get_xattr_raw(&x, b"user.tags"),
+        Ok(b"a".to_vec()),
+        "refused tag lists change nothing"
+    );
+    expect(
+        &mut wrong,
+        "user.tags ' b , a ,, b '",
+        set(b"user.tags", b" b , a ,, b "),
+        &[0],
+    );
+    assert_eq!(
+        get_xattr_raw(&x, b"user.tags"),
+        Ok(b"a,b".to_vec()),
+        "blanks around names and empty items are ignored"
+    );
+    expect(
+        &mut wrong,
+        "user.tags '' (no tags)",
+        set(b"user.tags", b""),
+        &[0],
+    );
+    assert_eq!(get_xattr_raw(&x, b"user.tags"), Ok(Vec::new()));
+    expect(
+        &mut wrong,
+        "user.tags non-UTF-8",
+        set(b"user.tags", b"\xff\xfe"),
+        &[0],
+    );
+    match list_raw(&tags) {
+        Ok(names) if names.contains(&b"\xff\xfe".to_vec()) => {}
+        other => wrong.push(format!(
+            "a non-UTF-8 tag is listed in tags/ byte for byte: {other:?}"
+        )),
+    }
+
+    // user.expire: a whole number of seconds, at most 2^32.
+    for bad in [
+        &b"-1"[..],
+        b"abc",
+        b"",
+        b"1e3",
+        b"0x10",
+        b"3.5",
+        b"4294967297",
+        b"18446744073709551616",
+        b"5,6",
+        b"\0",
+    ] {
+        expect(
+            &mut wrong,
+            &format!("user.expire {:?}", String::from_utf8_lossy(bad)),
+            set(b"user.expire", bad),
+            &[libc::EINVAL],
+        );
+    }
+    expect(
+        &mut wrong,
+        "user.expire 4294967296",
+        set(b"user.expire", b"4294967296"),
+        &[0],
+    );
+    expect(
+        &mut wrong,
+        "user.expire 3600",
+        set(b"user.expire", b"3600"),
+        &[0],
+    );
+    let left: u64 = String::from_utf8(get_xattr_raw(&x, b"user.expire").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (3590..=3600).contains(&left),
+        "user.expire reads back the seconds left: {left}"
+    );
+
+    // Other names.
+    expect(
+        &mut wrong,
+        "setxattr user.other",
+        set(b"user.other", b"1"),
+        &[libc::EOPNOTSUPP],
+    );
+    expect(
+        &mut wrong,
+        "getxattr user.other",
+        get_xattr_raw(&x, b"user.other").map(drop),
+        &[libc::ENODATA],
+    );
+    expect(
+        &mut wrong,
+        "setxattr trusted.x",
+        set(b"trusted.x", b"1"),
+        &[libc::EOPNOTSUPP],
+    );
+    let p = cpath(&path_of(&keys, b"sym"));
+    let target = cpath(Path::new("/etc/passwd"));
+    // SAFETY: valid C strings.
+    let r = unsafe { libc::symlink(target.as_ptr(), p.as_ptr()) };
+    expect(
+        &mut wrong,
+        "symlink in keys/",
+        if r < 0 { Err(last_errno()) } else { Ok(()) },
+        &[libc::EPERM],
+    );
+    // SAFETY: a valid C string.
+    let r = unsafe { libc::mknod(p.as_ptr(), libc::S_IFIFO | 0o644, 0) };
+    expect(
+        &mut wrong,
+        "mknod in keys/",
+        if r < 0 { Err(last_errno()) } else { Ok(()) },
+        &[libc::EPERM],
+    );
+    let r = std::fs::rename(&x, m.tag("a").join("x")).map_err(|e| e.raw_os_error().unwrap());
+    expect(
+        &mut wrong,
+        "mv keys/x tags/a/x",
+        r,
+        &[libc::EXDEV, libc::ENOENT],
+    );
+    assert_eq!(
+        std::fs::read(&x).unwrap(),
+        b"content",
+        "keys/x after all the refusals"
+    );
+    assert_eq!(panics_in(&m.log()), Vec::<String>::new());
+    drop(m);
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answer(s):\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
