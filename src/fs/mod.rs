@@ -11,10 +11,15 @@
 //!   left before the entry expires, so expiry needs no event;
 //! - every change the daemon makes invalidates the names the kernel may hold
 //!   for it on every session before the change's system call returns, except
-//!   on the full mount for requests that hold its directory locks (there the
-//!   kernel would deadlock), where OPEN re-checks liveness instead;
+//!   on the full mount for names in directories the request holds locked,
+//!   and when a request holding kernel locks would wait more than
+//!   `LOCKED_WAIT` (see `Core::finish_locked`): there OPEN re-checks
+//!   liveness, and calls reaching a replaced version get ESTALE, which makes
+//!   the kernel look the path up again;
 //! - `notify_inval_entry` is never sent for a directory the current request
-//!   holds locked, and never from a session thread of the full mount.
+//!   holds locked, never from a session thread of the full mount for the
+//!   full mount, and a request holding kernel locks never waits for it
+//!   without a bound.
 
 mod error;
 pub mod nodes;
@@ -42,6 +47,9 @@ use writer::Writer;
 use crate::store::{Meta, Store, Time, Version, layout};
 
 const XATTR_TAGS: &[u8] = b"user.tags";
+/// The longest a request holding kernel locks waits for its invalidations
+/// (see `Core::finish_locked`).
+const LOCKED_WAIT: Duration = Duration::from_millis(50);
 const XATTR_EXPIRE: &[u8] = b"user.expire";
 
 /// How the mount behaves, from the command line.
@@ -271,8 +279,8 @@ impl Core {
         }
     }
 
-    /// For a request that holds no directory lock: invalidate on every
-    /// session, then reply (both from the notifier thread).
+    /// For a request that holds no lock at all (FLUSH, RELEASE): invalidate
+    /// on every session, then reply (both from the notifier thread).
     fn finish(&self, change: &Change, reply: impl FnOnce() + Send + 'static) {
         let invals = (0..self.sessions.len())
             .flat_map(|i| self.invals_for(change, i))
@@ -280,15 +288,59 @@ impl Core {
         self.queue(invals, Some(Box::new(reply)));
     }
 
-    /// For a request holding directory locks of the full mount: the fast
-    /// view now (its locks are not ours), then the reply, then the full
-    /// mount from the notifier thread.
-    fn finish_locked(&self, change: &Change, reply: impl FnOnce()) {
+    /// For a request that holds kernel locks while it waits for its reply:
+    /// the directories in `locked` (its parents) and the inode it works on.
+    ///
+    /// The fast view is invalidated now (no request of ours holds its
+    /// locks). On the full mount, names in `locked` directories can only be
+    /// invalidated after the reply. The others are invalidated before it,
+    /// from a thread of their own, so that the next call sees the change
+    /// (a stat right after `ln` shows the new link count) — but only for
+    /// `LOCKED_WAIT`: an invalidation needs its directory's lock, whose
+    /// holder may be waiting for the inode this request holds (`rm keys/x`
+    /// during `ln keys/x tags/t/x`, `touch keys/x` or `setfattr keys/x`);
+    /// then the reply goes first, which ends the wait. Waiting without that
+    /// bound, or on the notifier thread behind other jobs, deadlocks.
+    fn finish_locked(
+        self: &Arc<Self>,
+        change: &Change,
+        locked: &[u64],
+        reply: impl FnOnce() + Send + 'static,
+    ) {
         for idx in 1..self.sessions.len() {
             self.send_invals(&self.invals_for(change, idx));
         }
-        reply();
-        self.queue(self.invals_for(change, 0), None);
+        let (late, early): (Vec<_>, Vec<_>) = self
+            .invals_for(change, 0)
+            .into_iter()
+            .partition(|(_, parent, _)| locked.contains(parent));
+        if early.is_empty() {
+            reply();
+            self.queue(late, None);
+            return;
+        }
+        let core = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("inval-wait".into())
+            .spawn(move || {
+                let (done_tx, done_rx) = mpsc::channel();
+                let invalidator = core.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("inval".into())
+                    .spawn(move || {
+                        invalidator.send_invals(&early);
+                        let _ = done_tx.send(());
+                    });
+                if spawned.is_ok() {
+                    let _ = done_rx.recv_timeout(LOCKED_WAIT);
+                }
+                reply();
+                core.queue(late, None);
+            });
+        if let Err(e) = spawned {
+            // The reply went down with the closure: fuser answers EIO.
+            log::error!("no thread to invalidate from: {e}");
+        }
     }
 
     fn ttl(&self, meta: &Meta) -> Duration {
@@ -371,6 +423,8 @@ struct SetAttr {
 enum Found {
     Node(u64, FileAttr, Duration),
     Negative,
+    /// Absent now, and it may appear with no event the kernel would hear of.
+    Uncached,
 }
 
 impl TagCacheFs {
@@ -469,6 +523,24 @@ impl TagCacheFs {
         Found::Node(id, self.core.entry_attr(id, &state, stale_view), ttl)
     }
 
+    /// The metadata of an entry node's version, refreshed. A version that
+    /// a commit replaced is `Superseded`: a name the kernel still caches
+    /// for it is out of date (the daemon invalidates it only after replying
+    /// to requests holding directory locks), and ESTALE makes the kernel
+    /// look the path up again and retry, so the call reaches the current
+    /// version.
+    fn current_meta(&self, node: &EntryNode) -> FsResult<Meta> {
+        let meta = self.store().refresh(&node.file)?;
+        node.state.lock().unwrap().meta = meta.clone();
+        if meta.is_live() || node.stale_view {
+            return Ok(meta);
+        }
+        match self.store().open_live(&node.name())? {
+            Some(v) if v.meta.ino != node.ino => Err(FsError::Superseded),
+            _ => Ok(meta),
+        }
+    }
+
     fn resolve(&self, parent: &Kind, name: &[u8]) -> FsResult<Found> {
         let store = self.store();
         match parent {
@@ -517,9 +589,12 @@ impl TagCacheFs {
                     self.core.opts.cache_timeout,
                 ))
             }
+            // A name appears in stale/ when its entry expires, or when an
+            // rmdir invalidates it without the daemon learning its name: a
+            // miss here is not cached.
             Kind::Stale => match store.open_version(name)?.filter(|v| !v.meta.is_live()) {
                 Some(v) => Ok(self.node_for(v, name, true)),
-                None => Ok(Found::Negative),
+                None => Ok(Found::Uncached),
             },
             Kind::Stats | Kind::Entry(_) => Err(FsError::Invalid("not a directory")),
         }
@@ -533,6 +608,7 @@ impl TagCacheFs {
                 attr.ino = INodeNo(0);
                 reply.entry(&self.core.opts.cache_timeout, &attr, Generation(0));
             }
+            Found::Uncached => reply.error(FsError::NotFound.errno()),
         }
     }
 
@@ -608,12 +684,9 @@ impl TagCacheFs {
                 bump(&self.core.counters.stale_reads);
                 return Ok((0, FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH));
             }
-            let meta = self.store().refresh(&node.file)?;
-            let live = meta.is_live();
-            node.state.lock().unwrap().meta = meta;
-            // A version replaced by a commit this open raced with is still
-            // served whole; one that was invalidated is gone.
-            if live || self.store().open_live(&state.name)?.is_some() {
+            // A replaced version sends the kernel back to look the name up
+            // (ESTALE); an invalidated one is gone.
+            if self.current_meta(&node)?.is_live() {
                 bump(&self.core.counters.hits);
                 return Ok((0, FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH));
             }
@@ -624,6 +697,9 @@ impl TagCacheFs {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
+        if !state.pending {
+            self.current_meta(&node)?;
+        }
         // The tag directories the current version is linked in are held
         // from now on: a commit keeping its tags links into those very
         // directories, so an rmdir in between is never undone.
@@ -747,7 +823,7 @@ impl TagCacheFs {
         }
         let Some(t) = mtime else { return Ok(None) };
         let state = node.state();
-        let meta = self.store().refresh(&node.file)?;
+        let meta = self.current_meta(&node)?;
         if !meta.is_live() {
             return Err(FsError::NotFound);
         }
@@ -777,7 +853,11 @@ impl TagCacheFs {
                 w.ttl(self.core.opts.default_ttl).to_string().into_bytes()
             });
         }
-        let meta = self.store().refresh(&node.file)?;
+        let meta = if state.pending || node.stale_view {
+            self.store().refresh(&node.file)?
+        } else {
+            self.current_meta(&node)?
+        };
         Ok(if name == XATTR_TAGS {
             layout::join_tags(meta.tags())
         } else if meta.expiry.is_never() {
@@ -830,7 +910,7 @@ impl TagCacheFs {
         if state.pending {
             return Err(FsError::NotFound);
         }
-        let meta = self.store().refresh(&node.file)?;
+        let meta = self.current_meta(&node)?;
         if !meta.is_live() {
             return Err(FsError::NotFound);
         }
@@ -1064,7 +1144,7 @@ impl TagCacheFs {
         match item {
             Item::Fixed(id) => self.resolve(&Kind::Root, name).map(|f| match f {
                 Found::Node(..) => f,
-                Found::Negative => {
+                Found::Negative | Found::Uncached => {
                     Found::Node(*id, self.core.dir_attr(*id), self.core.opts.cache_timeout)
                 }
             }),
@@ -1175,7 +1255,7 @@ impl Filesystem for TagCacheFs {
                     (Err(_), None) => unreachable!(),
                 };
                 match change {
-                    Some(change) => self.core.finish(&change, respond),
+                    Some(change) => self.core.finish_locked(&change, &[], respond),
                     None => respond(),
                 }
             }
@@ -1211,23 +1291,31 @@ impl Filesystem for TagCacheFs {
         reply: ReplyEntry,
     ) {
         match self.mkdir_inner(parent, name.as_bytes()) {
-            Ok((attr, change)) => self.core.finish_locked(&change, || {
-                reply.entry(&self.core.opts.cache_timeout, &attr, Generation(0))
-            }),
+            Ok((attr, change)) => {
+                let timeout = self.core.opts.cache_timeout;
+                self.core.finish_locked(&change, &[parent.0], move || {
+                    reply.entry(&timeout, &attr, Generation(0))
+                })
+            }
             Err(e) => reply.error(self.fail("mkdir", &e)),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.unlink_inner(parent, name.as_bytes()) {
-            Ok(change) => self.core.finish_locked(&change, || reply.ok()),
+            Ok(change) => self.core.finish_locked(&change, &[parent.0], || reply.ok()),
             Err(e) => reply.error(self.fail("unlink", &e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.rmdir_inner(parent, name.as_bytes()) {
-            Ok(change) => self.core.finish_locked(&change, || reply.ok()),
+            Ok(change) => {
+                // The kernel holds tags/ and the removed directory.
+                let victim = self.session().nodes.lock().unwrap().tag_id(name.as_bytes());
+                let locked = [parent.0, victim.unwrap_or(parent.0)];
+                self.core.finish_locked(&change, &locked, || reply.ok())
+            }
             Err(e) => reply.error(self.fail("rmdir", &e)),
         }
     }
@@ -1265,7 +1353,9 @@ impl Filesystem for TagCacheFs {
             newname.as_bytes(),
             flags,
         ) {
-            Ok(change) => self.core.finish_locked(&change, || reply.ok()),
+            Ok(change) => self
+                .core
+                .finish_locked(&change, &[parent.0, newparent.0], || reply.ok()),
             Err(e) => reply.error(self.fail("rename", &e)),
         }
     }
@@ -1279,9 +1369,12 @@ impl Filesystem for TagCacheFs {
         reply: ReplyEntry,
     ) {
         match self.link_inner(ino, newparent, newname.as_bytes()) {
-            Ok((found, change)) => self
-                .core
-                .finish_locked(&change, || self.reply_found(found, reply)),
+            Ok((Found::Node(_, attr, ttl), change)) => {
+                self.core.finish_locked(&change, &[newparent.0], move || {
+                    reply.entry(&ttl, &attr, Generation(0))
+                })
+            }
+            Ok(_) => reply.error(self.fail("link", &FsError::NotFound)),
             Err(e) => reply.error(self.fail("link", &e)),
         }
     }
@@ -1582,7 +1675,7 @@ impl Filesystem for TagCacheFs {
         reply: ReplyEmpty,
     ) {
         match self.xattr_set(req, ino, name.as_bytes(), Some(value)) {
-            Ok(Some(change)) => self.core.finish(&change, move || reply.ok()),
+            Ok(Some(change)) => self.core.finish_locked(&change, &[], move || reply.ok()),
             Ok(None) => reply.ok(),
             Err(e) => reply.error(self.fail("setxattr", &e)),
         }
@@ -1605,7 +1698,7 @@ impl Filesystem for TagCacheFs {
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.xattr_set(req, ino, name.as_bytes(), None) {
-            Ok(Some(change)) => self.core.finish(&change, move || reply.ok()),
+            Ok(Some(change)) => self.core.finish_locked(&change, &[], move || reply.ok()),
             Ok(None) => reply.ok(),
             Err(e) => reply.error(self.fail("removexattr", &e)),
         }
