@@ -1,8 +1,10 @@
 //! The example clients against a real mount: the seed's blog example from a
-//! shell (examples/blog.sh) and from Python (examples/tagcache_client.py),
-//! and single-flight across processes through the Python client. bash,
-//! python3 and setfattr/getfattr (Debian package `attr`) are required: a
-//! missing one fails the test.
+//! shell (examples/blog.sh), from Python (examples/tagcache_client.py) and
+//! from Node (examples/tagcache_client.mjs), the shell get-or-compute helper
+//! (examples/tagcache.sh), and single-flight across processes through each
+//! client and through all three at once. bash, python3, node (Debian
+//! package `nodejs`) and setfattr/getfattr (Debian package `attr`) are
+//! required: a missing one fails the test.
 
 mod common;
 
@@ -112,28 +114,124 @@ fn blog_example_from_python() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("the blog example held"));
 }
 
-/// Five processes released together on a missing key whose compute step
-/// takes 1 s: exactly one computes (one line in the record), every one gets
-/// that value.
 #[test]
-fn single_flight_across_processes() {
-    require("python3", "python3");
+fn blog_example_from_node() {
+    require("node", "nodejs");
+    require("setfattr", "attr");
+    let m = Mount::new(&[]);
+    let start = Instant::now();
+    let out = run(
+        Command::new("node")
+            .arg(example("tagcache_client.mjs"))
+            .arg(&m.mnt),
+        "node examples/tagcache_client.mjs",
+    );
+    assert_ok(&out, "node examples/tagcache_client.mjs", &m);
+    eprintln!("tagcache_client.mjs: {:?}", start.elapsed());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the blog example held"));
+    // What the script left behind, seen from here: blog-home invalidated at
+    // the end (its content under stale/), and "stuck", stored past the wait,
+    // tagged from Node (setfattr on the writing descriptor) and never
+    // expiring (mtime 2^32 set with futimes).
+    assert_eq!(errno(read(&m.keys("blog-home"))), libc::ENOENT);
+    assert!(
+        read(&m.stale("blog-home"))
+            .unwrap()
+            .starts_with(b"{\"bio\"")
+    );
+    let stuck = m.keys("stuck");
+    assert_eq!(get_xattr(&stuck, "user.tags").unwrap(), b"blog-new");
+    assert_eq!(get_xattr(&stuck, "user.expire").unwrap(), b"0");
+}
+
+/// The shell helper's own demo: hit, computed, tags and expiry, stale while
+/// another process holds the lock, a failing compute, the fallback past the
+/// wait, and a regenerated entry tagged from the first moment it is
+/// visible.
+#[test]
+fn get_or_compute_from_shell() {
+    require("bash", "bash");
+    require("setfattr", "attr");
+    require("getfattr", "attr");
+    let m = Mount::new(&[]);
+    let start = Instant::now();
+    let out = run(
+        Command::new("bash").arg(example("tagcache.sh")).arg(&m.mnt),
+        "bash examples/tagcache.sh",
+    );
+    assert_ok(&out, "bash examples/tagcache.sh", &m);
+    eprintln!("tagcache.sh: {:?}", start.elapsed());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all expectations held"));
+    assert_eq!(read(&m.keys("home")).unwrap(), b"regenerated\n");
+    let mut tags: Vec<_> = String::from_utf8(get_xattr(&m.keys("home"), "user.tags").unwrap())
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["bio", "blog-new"]);
+}
+
+/// An example client, as one contender of a single-flight test: its
+/// `--race MNT KEY RECORD` mode waits for a line on stdin, gets KEY with a
+/// 1 s compute step that appends a line to RECORD, and prints
+/// "<how> <value>".
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Python,
+    Node,
+    Shell,
+}
+
+impl Client {
+    /// Fails the test unless what the client runs on is installed.
+    fn require(self) {
+        match self {
+            Client::Python => require("python3", "python3"),
+            Client::Node => require("node", "nodejs"),
+            Client::Shell => {
+                require("bash", "bash");
+                require("setfattr", "attr");
+            }
+        }
+    }
+
+    fn race(self, mnt: &Path, key: &str, record: &Path) -> Command {
+        let (program, script) = match self {
+            Client::Python => ("python3", "tagcache_client.py"),
+            Client::Node => ("node", "tagcache_client.mjs"),
+            Client::Shell => ("bash", "tagcache.sh"),
+        };
+        let mut cmd = Command::new(program);
+        cmd.arg(example(script))
+            .arg("--race")
+            .arg(mnt)
+            .arg(key)
+            .arg(record);
+        cmd
+    }
+}
+
+/// One process per client released together on a missing key whose compute
+/// step takes 1 s: exactly one computes (one line in the record), every one
+/// gets that value.
+fn single_flight(clients: &[Client]) {
+    for c in clients {
+        c.require();
+    }
     let m = Mount::new(&[]);
     let record = m.dir.path().join("computed.log");
     let start = Instant::now();
-    let mut children: Vec<Child> = (0..5)
-        .map(|i| {
-            Command::new("python3")
-                .arg(example("tagcache_client.py"))
-                .arg("--race")
-                .arg(&m.mnt)
-                .arg("slow-page")
-                .arg(&record)
+    let mut children: Vec<Child> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.race(&m.mnt, "slow-page", &record)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting contender {i}: {e}"))
+                .unwrap_or_else(|e| panic!("starting contender {i} ({c:?}): {e}"))
         })
         .collect();
     // Each contender waits for a line on stdin: release them together.
@@ -143,18 +241,19 @@ fn single_flight_across_processes() {
     }
     let outs: Vec<Output> = children
         .into_iter()
+        .zip(clients)
         .enumerate()
-        .map(|(i, c)| finish(c, &format!("contender {i}")))
+        .map(|(i, (child, c))| finish(child, &format!("contender {i} ({c:?})")))
         .collect();
     let elapsed = start.elapsed();
     let mut lines = Vec::new();
-    for (i, out) in outs.iter().enumerate() {
-        assert_ok(out, &format!("contender {i}"), &m);
+    for (i, (out, c)) in outs.iter().zip(clients).enumerate() {
+        assert_ok(out, &format!("contender {i} ({c:?})"), &m);
         let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
         let (how, value) = stdout
             .split_once(' ')
-            .unwrap_or_else(|| panic!("contender {i} printed {stdout:?}"));
-        lines.push((how.to_string(), value.to_string()));
+            .unwrap_or_else(|| panic!("contender {i} ({c:?}) printed {stdout:?}"));
+        lines.push((*c, how.to_string(), value.to_string()));
     }
     eprintln!("single flight: {elapsed:?} {lines:#?}");
     let record = std::fs::read_to_string(&record).unwrap_or_default();
@@ -163,33 +262,55 @@ fn single_flight_across_processes() {
         1,
         "compute ran more than once: {record:?} {lines:#?}"
     );
-    let computed: Vec<_> = lines.iter().filter(|(how, _)| how == "computed").collect();
+    let computed: Vec<_> = lines
+        .iter()
+        .filter(|(_, how, _)| how == "computed")
+        .collect();
     assert_eq!(computed.len(), 1, "{lines:#?}");
+    let value = &computed[0].2;
     assert!(
-        lines.iter().all(|(_, v)| *v == computed[0].1),
+        lines.iter().all(|(_, _, v)| v == value),
         "the contenders saw different values: {lines:#?}"
     );
     assert!(
-        computed[0]
-            .1
-            .starts_with(&format!("computed by {} ", record.trim())),
+        value.starts_with(&format!("computed by {} ", record.trim())),
         "the value is not the recorded run's: {record:?} {lines:#?}"
     );
     assert!(
         lines
             .iter()
-            .all(|(how, _)| how == "computed" || how == "waited" || how == "hit"),
+            .all(|(_, how, _)| how == "computed" || how == "waited" || how == "hit"),
         "{lines:#?}"
     );
     // Released together, with a 1 s compute: the others met the lock.
     assert!(
-        lines.iter().any(|(how, _)| how == "waited"),
+        lines.iter().any(|(_, how, _)| how == "waited"),
         "no contender met the single-flight lock: {lines:#?}"
     );
-    assert_eq!(
-        read(&m.keys("slow-page")).unwrap(),
-        computed[0].1.as_bytes()
-    );
+    assert_eq!(read(&m.keys("slow-page")).unwrap(), value.as_bytes());
+}
+
+#[test]
+fn single_flight_across_processes() {
+    single_flight(&[Client::Python; 5]);
+}
+
+#[test]
+fn single_flight_across_processes_node() {
+    single_flight(&[Client::Node; 5]);
+}
+
+#[test]
+fn single_flight_across_processes_shell() {
+    single_flight(&[Client::Shell; 5]);
+}
+
+/// The lock is the file system's, not a client's: two Python, two Node and
+/// one shell contender on one key still compute once.
+#[test]
+fn single_flight_across_languages() {
+    use Client::*;
+    single_flight(&[Python, Node, Shell, Python, Node]);
 }
 
 /// The same through the fast read-only view: hits are read there (the
@@ -207,4 +328,20 @@ fn blog_example_from_python_with_fast_view() {
         "python3 examples/tagcache_client.py (fast view)",
     );
     assert_ok(&out, "python3 examples/tagcache_client.py (fast view)", &m);
+}
+
+/// The Node client with hits read on the fast view.
+#[test]
+fn blog_example_from_node_with_fast_view() {
+    require("node", "nodejs");
+    require("setfattr", "attr");
+    let m = Mount::with_fast_view(&["--cache-timeout", "60"]);
+    let out = run(
+        Command::new("node")
+            .arg(example("tagcache_client.mjs"))
+            .arg(&m.mnt)
+            .arg(&m.fast),
+        "node examples/tagcache_client.mjs (fast view)",
+    );
+    assert_ok(&out, "node examples/tagcache_client.mjs (fast view)", &m);
 }
