@@ -668,6 +668,9 @@ impl TagCacheFs {
         flags: OpenFlags,
     ) -> FsResult<(u64, FopenFlags)> {
         let node = match self.kind(id)? {
+            Kind::Stats if flags.acc_mode() != OpenAccMode::O_RDONLY => {
+                return Err(FsError::ReadOnly);
+            }
             Kind::Stats => {
                 let fh = self.new_handle(Handle::Stats(self.core.stats_json().into_bytes()));
                 return Ok((fh, FopenFlags::FOPEN_DIRECT_IO));
