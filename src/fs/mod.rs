@@ -772,9 +772,7 @@ impl TagCacheFs {
             fh,
         } = a;
         let node = self.entry_node(id).map_err(|e| match e {
-            FsError::IsDir if size.is_none() && mtime.is_none() => {
-                FsError::NotPermitted("directories are fixed")
-            }
+            FsError::IsDir if size.is_none() => FsError::NotPermitted("directories are fixed"),
             e => e,
         })?;
         if mode.is_some_and(|m| m & 0o7777 != 0o644)
