@@ -34,3 +34,73 @@ fn overwrite_that_keeps_tags_does_not_undo_an_rmdir_of_one() {
     assert_eq!(names(&m.tag("t")), ["y"]);
     assert_eq!(read(&m.keys("y")).unwrap(), b"other");
 }
+
+#[test]
+fn readers_never_see_a_writers_longer_uncommitted_size() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+
+    let m = Mount::new(&[]);
+    put(&m.keys("x"), b"small", "", 0);
+    let reader = std::fs::File::open(m.keys("x")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(reader.read_at(&mut buf, 0).unwrap(), 5);
+    // A writer continuing x: its direct write past the cached page raises
+    // the kernel's size of the node that readers share.
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.keys("x"))
+        .unwrap();
+    w.write_all_at(&vec![b'N'; 100_000], 8192).unwrap();
+    assert_eq!(
+        reader.read_at(&mut buf, 0).unwrap(),
+        5,
+        "an open reader reads the committed bytes"
+    );
+    assert_eq!(&buf[..5], b"small");
+    w.write_all_at(&vec![b'M'; 100_000], 8192).unwrap();
+    let mut fresh = std::fs::File::open(m.keys("x")).unwrap();
+    assert_eq!(
+        fresh.read(&mut buf).unwrap(),
+        5,
+        "a new reader reads the committed version whole"
+    );
+    assert_eq!(&buf[..5], b"small");
+    drop(w);
+    let committed = read(&m.keys("x")).unwrap();
+    assert_eq!(committed.len(), 108_192);
+    assert_eq!(&committed[..5], b"small");
+}
+
+#[test]
+fn a_forked_childs_close_does_not_commit_the_parents_xattrs() {
+    use std::os::fd::AsRawFd;
+    let m = Mount::new(&[]);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.keys("y"))
+        .unwrap();
+    set_xattr_fd(&f, "user.tags", b"t").unwrap();
+    // SAFETY: the child only exits (closing its copies of the descriptors).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child we forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(
+        errno(read(&m.keys("y"))),
+        libc::ENOENT,
+        "the child's close committed nothing"
+    );
+    // SAFETY: writing to our own descriptor.
+    assert_eq!(
+        unsafe { libc::write(f.as_raw_fd(), b"value".as_ptr().cast(), 5) },
+        5
+    );
+    drop(f);
+    assert_eq!(read(&m.keys("y")).unwrap(), b"value");
+    assert_eq!(get_xattr(&m.keys("y"), "user.tags").unwrap(), b"t");
+}

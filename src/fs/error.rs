@@ -30,9 +30,6 @@ pub enum FsError {
     Range,
     #[error("is a directory")]
     IsDir,
-    /// The version a cached name points at was replaced by a commit.
-    #[error("replaced by a newer version")]
-    Superseded,
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -60,8 +57,6 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::Range => libc::ERANGE,
             FsError::IsDir => libc::EISDIR,
-            // The kernel retries path calls once with a fresh lookup.
-            FsError::Superseded => libc::ESTALE,
         };
         Errno::from_i32(code)
     }

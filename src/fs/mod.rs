@@ -523,22 +523,22 @@ impl TagCacheFs {
         Found::Node(id, self.core.entry_attr(id, &state, stale_view), ttl)
     }
 
-    /// The metadata of an entry node's version, refreshed. A version that
-    /// a commit replaced is `Superseded`: a name the kernel still caches
-    /// for it is out of date (the daemon invalidates it only after replying
-    /// to requests holding directory locks), and ESTALE makes the kernel
-    /// look the path up again and retry, so the call reaches the current
-    /// version.
-    fn current_meta(&self, node: &EntryNode) -> FsResult<Meta> {
+    /// The committed version an operation reaching `node` acts on: the
+    /// node's own while it is live; the name's current live version when a
+    /// commit replaced the node's (the kernel still had the old name cached:
+    /// a path call racing the commit, or a descriptor opened before it);
+    /// `None` when the entry is gone.
+    fn target(&self, node: &EntryNode) -> FsResult<Option<Version>> {
         let meta = self.store().refresh(&node.file)?;
         node.state.lock().unwrap().meta = meta.clone();
-        if meta.is_live() || node.stale_view {
-            return Ok(meta);
+        if meta.is_live() {
+            let file = node.file.try_clone().map_err(|e| crate::store::Error::Io {
+                path: format!("entry {}", layout::lossy(&node.name())),
+                source: e,
+            })?;
+            return Ok(Some(Version { file, meta }));
         }
-        match self.store().open_live(&node.name())? {
-            Some(v) if v.meta.ino != node.ino => Err(FsError::Superseded),
-            _ => Ok(meta),
-        }
+        Ok(self.store().open_live(&node.name())?)
     }
 
     fn resolve(&self, parent: &Kind, name: &[u8]) -> FsResult<Found> {
@@ -687,11 +687,15 @@ impl TagCacheFs {
                 bump(&self.core.counters.stale_reads);
                 return Ok((0, FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH));
             }
-            // A replaced version sends the kernel back to look the name up
-            // (ESTALE); an invalidated one is gone.
-            if self.current_meta(&node)?.is_live() {
+            // A version replaced by a commit this open raced with is still
+            // served (whole: versions never change); an invalidated one is
+            // gone. Direct I/O: a writer's direct writes on this node raise
+            // the kernel's idea of its size, and page-cache reads within
+            // that size would return zeros past the version's end; direct
+            // reads return exactly the version's bytes.
+            if self.target(&node)?.is_some() {
                 bump(&self.core.counters.hits);
-                return Ok((0, FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH));
+                return Ok((0, FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH));
             }
             bump(&self.core.counters.misses);
             return Err(FsError::NotFound);
@@ -700,9 +704,6 @@ impl TagCacheFs {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
-        if !state.pending {
-            self.current_meta(&node)?;
-        }
         // The tag directories the current version is linked in are held
         // from now on: a commit keeping its tags links into those very
         // directories, so an rmdir in between is never undone.
@@ -824,14 +825,14 @@ impl TagCacheFs {
         }
         let Some(t) = mtime else { return Ok(None) };
         let state = node.state();
-        let meta = self.current_meta(&node)?;
-        if !meta.is_live() {
-            return Err(FsError::NotFound);
-        }
+        let target = self.target(&node)?.ok_or(FsError::NotFound)?;
+        let ttl = target.meta.ttl();
         let meta = self
             .store()
-            .set_expiry(&node.file, expiry_of(t, meta.ttl()), None)?;
-        node.state.lock().unwrap().meta = meta.clone();
+            .set_expiry(&target.file, expiry_of(t, ttl), None)?;
+        if meta.ino == node.ino {
+            node.state.lock().unwrap().meta = meta.clone();
+        }
         Ok(Some(Change::entry(&state.name, meta.tags().to_vec())))
     }
 
@@ -854,11 +855,9 @@ impl TagCacheFs {
                 w.ttl(self.core.opts.default_ttl).to_string().into_bytes()
             });
         }
-        let meta = if state.pending || node.stale_view {
-            self.store().refresh(&node.file)?
-        } else {
-            self.current_meta(&node)?
-        };
+        // The values of the version this node is (what a descriptor opened
+        // on it reads), also when a commit has replaced it since.
+        let meta = self.store().refresh(&node.file)?;
         Ok(if name == XATTR_TAGS {
             layout::join_tags(meta.tags())
         } else if meta.expiry.is_never() {
@@ -911,16 +910,16 @@ impl TagCacheFs {
         if state.pending {
             return Err(FsError::NotFound);
         }
-        let meta = self.current_meta(&node)?;
-        if !meta.is_live() {
-            return Err(FsError::NotFound);
-        }
+        let target = self.target(&node)?.ok_or(FsError::NotFound)?;
+        let meta = target.meta.clone();
         match set {
             Set::Ttl(ttl) => {
-                let meta = self
-                    .store()
-                    .set_expiry(&node.file, Time::after_ttl(ttl), Some(ttl))?;
-                node.state.lock().unwrap().meta = meta.clone();
+                let meta =
+                    self.store()
+                        .set_expiry(&target.file, Time::after_ttl(ttl), Some(ttl))?;
+                if meta.ino == node.ino {
+                    node.state.lock().unwrap().meta = meta.clone();
+                }
                 Ok(Some(Change::entry(&state.name, meta.tags().to_vec())))
             }
             Set::Tags(tags) => {
@@ -1472,7 +1471,7 @@ impl Filesystem for TagCacheFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
@@ -1488,7 +1487,7 @@ impl Filesystem for TagCacheFs {
         let Handle::Writer(w) = &mut *h else {
             return reply.ok();
         };
-        if !w.commits_at_flush(lock_owner.0) {
+        if !w.commits_at_flush(lock_owner.0, req.pid()) {
             return reply.ok();
         }
         match self.commit(w) {

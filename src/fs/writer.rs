@@ -207,8 +207,16 @@ impl Writer {
         self.ttl.or(self.inherited_ttl).unwrap_or(default_ttl)
     }
 
-    pub fn commits_at_flush(&self, owner: u64) -> bool {
-        self.dirty && self.write_owner.is_none_or(|o| o == owner)
+    /// Whether a FLUSH from lock owner `owner`, process `pid`, commits:
+    /// after writes, only the writes' owner's; after xattr or time changes
+    /// alone, only the opener's (a forked `setfattr /proc/PID/fd/N` closing
+    /// its copy of the descriptor is not the writer saying it is done).
+    pub fn commits_at_flush(&self, owner: u64, pid: u32) -> bool {
+        self.dirty
+            && match self.write_owner {
+                Some(o) => o == owner,
+                None => pid == self.pid,
+            }
     }
 
     pub fn commits_at_release(&self) -> bool {

@@ -238,7 +238,10 @@ fn clean_key(
     if !meta.regular {
         return Ok(());
     }
-    let dead = !meta.is_live_at(now) || invalid.contains(&meta.ino);
+    // `invalid` judges only entries without a record (written by another
+    // program): inode numbers are reused, and a fresh version of ours may
+    // carry the number of one found dead a moment ago.
+    let dead = !meta.is_live_at(now) || (meta.record.is_none() && invalid.contains(&meta.ino));
     // A seed process regenerating an entry holds its flock.
     if !dead || !sys::try_flock(version.as_fd(), true).at(shown)? {
         return Ok(());
