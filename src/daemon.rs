@@ -160,15 +160,21 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
     std::thread::Builder::new()
         .name("cleanup".into())
         .spawn(move || {
-            // The first sweep reclaims what a crashed daemon left in tmp/.
-            loop {
+            // At start, what a crashed daemon left in tmp/; a full sweep
+            // (which also removes empty tags, such as one just made with
+            // mkdir) only after an interval.
+            match sweeper.store().reclaim_tmp() {
+                Ok(r) => log::info!(
+                    "reclaimed {} tmp files left by earlier processes",
+                    r.tmp_files
+                ),
+                Err(e) => log::error!("reclaiming tmp/: {e}"),
+            }
+            while interval > 0 {
+                std::thread::sleep(Duration::from_secs(interval));
                 if let Err(e) = sweeper.store().cleanup() {
                     log::error!("cleanup: {e}");
                 }
-                if interval == 0 {
-                    return;
-                }
-                std::thread::sleep(Duration::from_secs(interval));
             }
         })
         .map_err(|e| e.to_string())?;

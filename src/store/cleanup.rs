@@ -114,6 +114,14 @@ pub(super) fn run(store: &Store) -> Result<CleanupReport> {
     Ok(report)
 }
 
+/// Only what a crashed process left in `tmp/`: drafts, lock files, the
+/// remains of removed tag directories and reaped entries.
+pub(super) fn reclaim_tmp(store: &Store) -> Result<CleanupReport> {
+    let mut report = CleanupReport::default();
+    clean_tmp(store, &mut report)?;
+    Ok(report)
+}
+
 fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
     let tmp = store.tmp.as_fd();
     for name in sys::read_dir(tmp).at(|| store.show_tmp(""))? {
@@ -122,8 +130,14 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
         };
         let shown = || store.show_tmp(name);
         if name.starts_with("dead.") {
-            remove_tree(tmp, name).at(shown)?;
-            report.tmp_files += 1;
+            // A removed tag directory's remains: only a real directory (a
+            // symlink planted under that name is not ours to follow).
+            let is_dir =
+                sys::lstatat(tmp, name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+            if is_dir {
+                remove_tree(tmp, name).at(shown)?;
+                report.tmp_files += 1;
+            }
             continue;
         }
         let ours = name.starts_with("w.") || name.starts_with("lock:") || name.starts_with("reap.");

@@ -823,6 +823,12 @@ impl Store {
         cleanup::run(self)
     }
 
+    /// Reclaims only what crashed processes left in `tmp/` (drafts and lock
+    /// files nobody holds): what a mount does when it starts.
+    pub fn reclaim_tmp(&self) -> Result<CleanupReport> {
+        cleanup::reclaim_tmp(self)
+    }
+
     /// The store file system's `statvfs`, so `df` on the mount tells the truth.
     pub fn statfs(&self) -> Result<libc::statvfs> {
         let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
