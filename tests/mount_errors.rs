@@ -334,7 +334,7 @@ fn names_of_125_bytes_and_odd_bytes_work() {
     let name = "n".repeat(125);
     put(&m.keys(&name), b"v", &"t".repeat(125), 0);
     assert_eq!(read(&m.keys(&name)).unwrap(), b"v");
-    assert_eq!(names(&m.tag(&"t".repeat(125))), [name.clone()]);
+    assert_eq!(names(&m.tag(&"t".repeat(125))), [name]);
     // Any bytes but / and NUL: blanks, newlines, non-UTF-8.
     use std::os::unix::ffi::OsStrExt;
     let odd = std::ffi::OsStr::from_bytes(b"a b\n\xff,c");
