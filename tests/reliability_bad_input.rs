@@ -11,8 +11,8 @@
 //! EIO, ENOTCONN or ENOSYS; afterwards the daemon still serves, entries the
 //! loop never touched are intact, and its log shows no panic.
 //!
-//! 5000 steps by default; `TAGCACHEFS_LONG=1` makes 100000 (or
-//! `TAGCACHEFS_FUZZ_OPS`).
+//! 5000 steps (at most 60 s) by default; `TAGCACHEFS_LONG=1` makes 100000
+//! (at most 120 s), or `TAGCACHEFS_FUZZ_OPS`.
 
 mod common;
 mod reliability;
@@ -55,8 +55,29 @@ fn ops() -> u64 {
         .unwrap_or(if long_mode() { 100_000 } else { 5000 })
 }
 
+/// `dir/name`, joined as bytes: a name starting with '/' stays below `dir`
+/// (`Path::join` would make it an absolute path on the host). Only a
+/// whole name of `..` may climb, one level.
 fn path_of(dir: &Path, name: &[u8]) -> PathBuf {
-    dir.join(OsStr::from_bytes(name))
+    let climbs = name.split(|&b| b == b'/').filter(|c| *c == b"..").count();
+    let dir_climbs = dir
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    assert!(
+        !dir_climbs && (climbs == 0 || name == b".."),
+        "test bug: {name:?} would leave the mount"
+    );
+    let mut bytes = dir.as_os_str().as_bytes().to_vec();
+    bytes.push(b'/');
+    bytes.extend_from_slice(name);
+    let path = PathBuf::from(OsStr::from_bytes(&bytes));
+    assert!(
+        path.starts_with(dir),
+        "test bug: {} is not below {}",
+        path.display(),
+        dir.display()
+    );
+    path
 }
 
 /// A hostile name. Never holds NUL (no system call can pass it) and never a
@@ -282,7 +303,10 @@ impl Fuzz<'_> {
                 );
             }
             7 => {
-                let t = hostile_name(&mut self.rng, known);
+                let mut t = hostile_name(&mut self.rng, known);
+                if t == b".." {
+                    t = b"t1".to_vec(); // tags/../.. would be outside the mount
+                }
                 let r = std::fs::hard_link(&kp, path_of(&path_of(&tags, &t), &name))
                     .map_err(|e| e.raw_os_error().unwrap_or(-1));
                 self.check(
@@ -442,7 +466,7 @@ impl Fuzz<'_> {
             }
             14 => {
                 // Names at the top and in stale/.
-                let top = self.m.mnt.join(OsStr::from_bytes(&name));
+                let top = path_of(&self.m.mnt, if name == b".." { b"." } else { &name });
                 let r = open_raw(&top, libc::O_WRONLY | libc::O_CREAT).map(drop);
                 self.check(format!("create /{show}"), r);
                 let r = open_raw(
@@ -486,9 +510,11 @@ impl Fuzz<'_> {
 fn hostile_names_and_xattr_values_get_defined_errnos_and_never_hurt_the_daemon() {
     let m = Mount::new(&["--cache-timeout", "0.2"]);
     let seed = seed("bad input");
+    // Bounded by steps and by time, whichever ends first.
+    let budget = Duration::from_secs(if long_mode() { 120 } else { 60 });
     let mut dog = Watchdog::new(
         "bad input",
-        Duration::from_secs(120 + ops() / 50),
+        budget + Duration::from_secs(40),
         vec![m.store.clone()],
     );
     // Witnesses: entries the loop never names, with a tag it never names.
@@ -509,6 +535,9 @@ fn hostile_names_and_xattr_values_get_defined_errnos_and_never_hurt_the_daemon()
     for k in &known {
         common::put(&m.keys(&String::from_utf8_lossy(k)), b"known", "t1", 0);
     }
+    // The loop's paths stay inside the mount: nothing appears at the top
+    // of the host's file system or beside the mount in its temp dir.
+    let host_root = list_raw(Path::new("/")).unwrap();
     let mut fz = Fuzz {
         m: &m,
         rng: Rng::new(seed),
@@ -516,18 +545,33 @@ fn hostile_names_and_xattr_values_get_defined_errnos_and_never_hurt_the_daemon()
         outcomes: BTreeMap::new(),
         bad: Vec::new(),
     };
-    let n = ops();
-    for _ in 0..n {
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while n < ops() && start.elapsed() < budget && !dog.fired() {
         fz.step(&known);
-        if dog.fired() {
-            break;
-        }
+        n += 1;
     }
     let (calls, outcomes, bad) = (fz.calls, fz.outcomes, fz.bad);
-    eprintln!("{n} steps, {calls} calls; outcomes: {outcomes:?}");
+    eprintln!(
+        "{n} steps, {calls} calls in {:.1} s; outcomes: {outcomes:?}",
+        start.elapsed().as_secs_f64()
+    );
 
     // Still serving, witnesses intact, no panic, no fault counted.
     let mut problems = bad;
+    let now_root = list_raw(Path::new("/")).unwrap();
+    let added: Vec<_> = now_root.iter().filter(|n| !host_root.contains(n)).collect();
+    if !added.is_empty() {
+        problems.push(format!("test bug: the loop created {added:?} in /"));
+    }
+    let beside: Vec<Vec<u8>> = list_raw(m.dir.path())
+        .unwrap()
+        .into_iter()
+        .filter(|n| ![&b"store"[..], b"mnt", b"fast", b"daemon.log"].contains(&n.as_slice()))
+        .collect();
+    if !beside.is_empty() {
+        problems.push(format!("the loop created {beside:?} beside the mount"));
+    }
     for i in 0..3u64 {
         match std::fs::read(m.keys(&format!("witness-{i}"))).map(|d| check_version(&d)) {
             Ok(Ok(id)) if id == i => {}
