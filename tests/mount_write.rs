@@ -586,3 +586,24 @@ fn close_returns_enospc_when_the_commit_runs_out_of_inodes() {
     assert_eq!(store_listing(&m.store), before, "nothing of it in data/");
     assert_eq!(m.stats()["commit_errors"].as_u64().unwrap(), 1);
 }
+
+#[test]
+fn a_commit_failing_at_release_is_logged_and_counted() {
+    // `: > keys/x` commits at release, after close() returned: its error
+    // cannot reach the caller, so the daemon logs and counts it.
+    let m = Mount::new(&[]);
+    put(&m.keys("x"), b"v1", "t", 0);
+    let f = open(&m.keys("x"), WRONLY_CREAT_TRUNC).unwrap();
+    std::fs::remove_dir(m.tag("t")).unwrap();
+    close(f).unwrap();
+    eventually(2.0, "the failed commit counted", || {
+        m.stats()["commit_errors"].as_u64().unwrap() == 1
+    });
+    assert!(m.log().contains("at release"), "not logged:\n{}", m.log());
+    assert_eq!(
+        errno(read(&m.keys("x"))),
+        libc::ENOENT,
+        "nothing of it visible"
+    );
+    assert_eq!(read(&m.stale("x")).unwrap(), b"v1");
+}
