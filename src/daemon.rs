@@ -9,10 +9,13 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::MountConfig;
@@ -119,16 +122,11 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
         mounts.push((path.clone(), mount_config(&config, true)));
     }
     let mut sessions = Vec::new();
-    let unmounters: Arc<Mutex<Vec<SessionUnmounter>>> = Arc::default();
     for (idx, (path, mount_config)) in mounts.iter().enumerate() {
-        let mut session = Session::new(core.filesystem(idx), path, mount_config).map_err(|e| {
-            for u in unmounters.lock().unwrap().iter_mut() {
-                let _ = u.unmount();
-            }
-            format!("mounting {}: {e}", path.display())
-        })?;
+        // On failure, dropping the sessions made so far unmounts them.
+        let session = Session::new(core.filesystem(idx), path, mount_config)
+            .map_err(|e| format!("mounting {}: {e}", path.display()))?;
         core.set_notifier(idx, session.notifier());
-        unmounters.lock().unwrap().push(session.unmount_callable());
         sessions.push(session);
         log::info!("mounted {} on {}", config.store.display(), path.display());
     }
@@ -141,16 +139,15 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
         detach_stdio(Some(path));
     }
 
-    let signal_unmounters = unmounters.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = stop.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
             if let Ok(sig) = signals.wait() {
                 log::info!("{sig}: unmounting");
-                for u in signal_unmounters.lock().unwrap().iter_mut() {
-                    let _ = u.unmount();
-                }
+                signalled.store(true, Ordering::SeqCst);
             }
         })
         .map_err(|e| e.to_string())?;
@@ -170,7 +167,10 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
                 ),
                 Err(e) => log::error!("reclaiming tmp/: {e}"),
             }
-            while interval > 0 {
+            if interval == 0 {
+                return;
+            }
+            loop {
                 std::thread::sleep(Duration::from_secs(interval));
                 if let Err(e) = sweeper.store().cleanup() {
                     log::error!("cleanup: {e}");
@@ -179,32 +179,57 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
         })
         .map_err(|e| e.to_string())?;
 
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    for session in sessions {
-        let done = done_tx.clone();
-        std::thread::spawn(move || {
-            let result = session.run();
-            let _ = done.send(result);
-        });
+    // fuser unmounts a session's mount point by path when its handle drops,
+    // even after an external umount, which would take down a new mount made
+    // at the same path meanwhile. So the handles are never dropped, and the
+    // daemon unmounts, by itself, only mounts that are still its own.
+    let running: Vec<BackgroundSession> = sessions
+        .into_iter()
+        .map(Session::spawn)
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| format!("serving: {e}"))?;
+    let paths: Vec<PathBuf> = mounts.into_iter().map(|(p, _)| p).collect();
+    // The first session to end (unmounted from outside) or a signal takes
+    // the others with it.
+    while !stop.load(Ordering::SeqCst) && !running.iter().any(|s| s.guard.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    drop(done_tx);
-    // The first session to end (unmounted from outside, or by a signal)
-    // takes the others with it.
-    let mut first = None;
-    for (i, result) in done_rx.iter().enumerate() {
-        if i == 0 {
-            for u in unmounters.lock().unwrap().iter_mut() {
-                let _ = u.unmount();
-            }
-        }
-        if let Err(e) = result {
-            first.get_or_insert(e);
+    for (session, path) in running.iter().zip(&paths) {
+        if !session.guard.is_finished() {
+            unmount(path);
         }
     }
+    while !running.iter().all(|s| s.guard.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::mem::forget(running);
     log::info!("unmounted {}", config.mountpoint.display());
-    match first {
-        Some(e) => Err(format!("serving {}: {e}", config.mountpoint.display())),
-        None => Ok(()),
+    Ok(())
+}
+
+/// Unmounts one of our mounts: the system call as root, fusermount3
+/// otherwise; lazily if it is busy (open files keep being served until
+/// closed).
+fn unmount(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("paths hold no NUL");
+    // SAFETY: a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return;
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EBUSY) {
+        // SAFETY: a valid C string.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return;
+        }
+    }
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(path)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        log::error!("unmounting {}: {err}", path.display());
     }
 }
 
