@@ -10,7 +10,12 @@ use common::*;
 #[test]
 fn write_with_tags_read_and_rmdir_a_tag() {
     let m = Mount::new(&[]);
-    put(&m.keys("blog-home"), b"<html>home</html>", "blog-new, bio", 3600);
+    put(
+        &m.keys("blog-home"),
+        b"<html>home</html>",
+        "blog-new, bio",
+        3600,
+    );
     assert_eq!(read(&m.keys("blog-home")).unwrap(), b"<html>home</html>");
     assert_eq!(names(&m.mnt.join("tags")), ["bio", "blog-new"]);
     assert_eq!(names(&m.tag("bio")), ["blog-home"]);

@@ -42,7 +42,13 @@ impl Mount {
         std::fs::create_dir_all(&fast).unwrap();
         let args: Vec<String> = args
             .iter()
-            .map(|a| if *a == "@fast" { fast.display().to_string() } else { a.to_string() })
+            .map(|a| {
+                if *a == "@fast" {
+                    fast.display().to_string()
+                } else {
+                    a.to_string()
+                }
+            })
             .collect();
         let mut m = Mount {
             dir,
@@ -63,7 +69,10 @@ impl Mount {
             .arg("--log-file")
             .arg(&log)
             .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .output()
             .expect("running tagcachefs");
         assert!(
@@ -143,7 +152,8 @@ pub fn unmount(path: &Path) {
 /// descriptor before close, as clients do.
 pub fn put(path: &Path, content: &[u8], tags: &str, ttl: u64) {
     use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    let mut f =
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     set_xattr_fd(&f, "user.tags", tags.as_bytes()).unwrap();
     set_xattr_fd(&f, "user.expire", ttl.to_string().as_bytes()).unwrap();
     f.write_all(content).unwrap();
@@ -154,16 +164,40 @@ pub fn set_xattr_fd(f: &std::fs::File, name: &str, value: &[u8]) -> std::io::Res
     use std::os::fd::AsRawFd;
     let name = CString::new(name).unwrap();
     // SAFETY: valid descriptor, C string and buffer.
-    let r = unsafe { libc::fsetxattr(f.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    let r = unsafe {
+        libc::fsetxattr(
+            f.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let name = CString::new(name).unwrap();
     // SAFETY: valid C strings and buffer.
-    let r = unsafe { libc::setxattr(p.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
@@ -171,7 +205,14 @@ pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     let name = CString::new(name).unwrap();
     let mut buf = vec![0u8; 4096];
     // SAFETY: valid C strings and buffer.
-    let n = unsafe { libc::getxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -184,7 +225,9 @@ pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 pub fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
-    r.expect_err("expected an error").raw_os_error().expect("an OS error")
+    r.expect_err("expected an error")
+        .raw_os_error()
+        .expect("an OS error")
 }
 
 pub fn names(dir: &Path) -> Vec<String> {
