@@ -248,3 +248,57 @@ fn daemon_pid(store: &Path) -> Option<i32> {
     }
     None
 }
+
+#[test]
+fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
+    let mode = std::fs::metadata("/dev/fuse").expect("/dev/fuse exists");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o666,
+        0o666,
+        "/dev/fuse must be usable by every user as Debian sets it up (scripts/test does, as root)"
+    );
+    assert!(
+        Path::new("/usr/bin/fusermount3").exists() || Path::new("/bin/fusermount3").exists(),
+        "fusermount3 (Debian package fuse3)"
+    );
+    let (dir, store, mnt) = dirs();
+    for p in [dir.path(), &mnt] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let as_nobody = |script: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            "-c",
+            script,
+        ]);
+        cmd
+    };
+    let script = format!(
+        "set -e; {BIN} {s} {m}; echo hi > {m}/keys/a; setfattr -n user.tags -v t {m}/keys/a; cat {m}/tags/t/a; stat -c %u {m}/keys/a",
+        s = store.display(),
+        m = mnt.display()
+    );
+    let out = run(&mut as_nobody(&script));
+    let _guard = Unmount(&mnt);
+    assert_eq!(out, "hi\n65534\n", "owner = the mounting user");
+    let line = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        line.contains(&format!("{} fuse", mnt.display())) && line.contains("user_id=65534"),
+        "{line}"
+    );
+    let pid = daemon_pid(&store.canonicalize().unwrap()).expect("the daemon runs");
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while is_mounted(&mnt) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !is_mounted(&mnt),
+        "SIGTERM unmounts through fusermount3 for a normal user"
+    );
+}
