@@ -73,13 +73,18 @@ pub struct MountArgs {
     /// it are served by the kernel without a request to the daemon.
     #[arg(long, value_name = "PATH")]
     pub read_mount: Option<PathBuf>,
+    /// The most entries the kernel may hold a node for, per mount (each
+    /// costs the daemon an open file); past it the daemon makes the kernel
+    /// forget the oldest. Default: from the open-file limit.
+    #[arg(long, value_name = "N")]
+    pub max_nodes: Option<usize>,
     /// Write the daemon's log here (it goes nowhere in the background
     /// otherwise; RUST_LOG sets the level).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as mount(8) and fstab pass them:
     /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
-    /// read_mount=PATH, log_file=PATH, ro, and the generic rw, nosuid,
+    /// read_mount=PATH, log_file=PATH, max_nodes=N, ro, and the generic rw, nosuid,
     /// nodev, noexec, noatime, … (accepted and passed on or ignored).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
@@ -98,6 +103,7 @@ pub struct MountConfig {
     pub cleanup_interval: u64,
     pub read_mount: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    pub max_nodes: Option<usize>,
     /// Generic kernel mount flags passed on (nosuid, nodev, noexec, …).
     pub flags: Vec<String>,
 }
@@ -142,6 +148,7 @@ impl MountArgs {
             cleanup_interval: self.cleanup_interval,
             read_mount: self.read_mount.clone(),
             log_file: self.log_file.clone(),
+            max_nodes: self.max_nodes,
             flags: Vec::new(),
         };
         for opt in self
@@ -164,6 +171,7 @@ impl MountArgs {
                 "ro" => c.read_only = true,
                 "default_expire" => c.default_expire = number()?,
                 "cleanup_interval" => c.cleanup_interval = number()?,
+                "max_nodes" => c.max_nodes = Some(number()? as usize),
                 "cache_timeout" => {
                     let v = value
                         .and_then(|v| v.parse().ok())

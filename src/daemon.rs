@@ -108,11 +108,16 @@ fn mount_config(config: &MountConfig, read_only: bool) -> Config {
 }
 
 fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<(), String> {
+    let sessions_wanted = 1 + usize::from(config.read_mount.is_some());
     let opts = Options {
         default_ttl: config.default_expire,
         cache_timeout: config.cache_timeout,
         read_only: config.read_only,
+        max_nodes: config
+            .max_nodes
+            .unwrap_or_else(|| default_max_nodes(sessions_wanted)),
     };
+    log::info!("at most {} entry nodes per mount", opts.max_nodes);
     let core = Core::new(store, opts, config.read_mount.is_some());
     let mut mounts = vec![(
         config.mountpoint.clone(),
@@ -205,6 +210,28 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
     std::mem::forget(running);
     log::info!("unmounted {}", config.mountpoint.display());
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (each entry node the
+/// kernel holds is an open file) and shares it among the mounts, keeping
+/// room for drafts, directories and the store itself.
+fn default_max_nodes(sessions: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit to fill and set.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    let files = usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .min(1 << 24);
+    (files.saturating_sub(1024) / sessions).max(256)
 }
 
 /// Unmounts one of our mounts: the system call as root, fusermount3

@@ -104,3 +104,35 @@ fn a_forked_childs_close_does_not_commit_the_parents_xattrs() {
     assert_eq!(read(&m.keys("y")).unwrap(), b"value");
     assert_eq!(get_xattr(&m.keys("y"), "user.tags").unwrap(), b"t");
 }
+
+#[test]
+fn past_max_nodes_the_kernel_is_made_to_forget_names() {
+    let m = Mount::new(&["--max-nodes", "100", "--cache-timeout", "60"]);
+    for i in 0..400 {
+        std::fs::write(m.keys(&format!("k{i}")), format!("v{i}")).unwrap();
+    }
+    for i in 0..400 {
+        std::fs::metadata(m.keys(&format!("k{i}"))).unwrap();
+    }
+    assert_eq!(
+        names(&m.mnt.join("keys")).len(),
+        400,
+        "a listing past the budget is whole"
+    );
+    let nodes = || m.stats()["kernel_nodes"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nodes() > 120 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        nodes() <= 120,
+        "nodes held: {} (budget 100 entries)",
+        nodes()
+    );
+    for i in 0..400 {
+        assert_eq!(
+            read(&m.keys(&format!("k{i}"))).unwrap(),
+            format!("v{i}").as_bytes()
+        );
+    }
+}

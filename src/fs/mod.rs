@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +61,10 @@ pub struct Options {
     pub cache_timeout: Duration,
     /// The full mount refuses every change (`-o ro`).
     pub read_only: bool,
+    /// The most entry nodes (each holding an open file) one mount lets the
+    /// kernel hold; past it the oldest names are invalidated so that the
+    /// kernel forgets them.
+    pub max_nodes: usize,
 }
 
 /// What `.stats` shows. The fast view's hits never reach the daemon.
@@ -100,6 +104,8 @@ enum Item {
 #[derive(Debug, Default)]
 struct Session {
     fast: bool,
+    /// A round of invalidations to shed nodes is on its way.
+    shedding: AtomicBool,
     nodes: Mutex<Nodes>,
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
     notifier: OnceLock<Notifier>,
@@ -343,6 +349,42 @@ impl Core {
         }
     }
 
+    /// Keeps session `idx`'s entry nodes (and so the daemon's open files)
+    /// within `max_nodes`: past it, the names of the oldest go to the
+    /// notifier to be invalidated, the kernel forgets their nodes, and once
+    /// that round is out the count is checked again.
+    fn shed_nodes(self: &Arc<Self>, idx: usize) {
+        let session = &self.sessions[idx];
+        let max = self.opts.max_nodes;
+        let victims = {
+            let nodes = session.nodes.lock().unwrap();
+            let count = nodes.entry_count();
+            if count <= max || session.shedding.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            nodes.oldest_entries(count - max * 9 / 10)
+        };
+        let mut change = Change::default();
+        for node in victims {
+            let state = node.state();
+            if !state.pending {
+                change
+                    .entries
+                    .push((state.name, state.meta.tags().to_vec()));
+            }
+        }
+        log::debug!("asking the kernel to forget {} names", change.entries.len());
+        let invals = self.invals_for(&change, idx);
+        let core = self.clone();
+        let again = move || {
+            core.sessions[idx].shedding.store(false, Ordering::SeqCst);
+            // Give the kernel's forgets a moment before counting again.
+            std::thread::sleep(Duration::from_millis(5));
+            core.shed_nodes(idx);
+        };
+        self.queue(invals, Some(Box::new(again)));
+    }
+
     fn ttl(&self, meta: &Meta) -> Duration {
         let left = meta.expiry.secs_from_now();
         self.opts
@@ -514,6 +556,7 @@ impl TagCacheFs {
         let mut nodes = self.session().nodes.lock().unwrap();
         let (id, node) = nodes.entry(version, name, stale_view, false);
         drop(nodes);
+        self.core.shed_nodes(self.idx);
         let state = node.state();
         let ttl = if stale_view {
             self.core.opts.cache_timeout

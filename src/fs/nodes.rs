@@ -71,6 +71,8 @@ pub struct Nodes {
     by_ino: HashMap<(u64, bool), u64>,
     by_tag: HashMap<Arc<[u8]>, u64>,
     next: u64,
+    /// Entry nodes, each holding one open file.
+    entries: usize,
 }
 
 impl Default for Nodes {
@@ -90,6 +92,7 @@ impl Default for Nodes {
             by_ino: HashMap::new(),
             by_tag: HashMap::new(),
             next: FIRST_DYNAMIC,
+            entries: 0,
         }
     }
 }
@@ -140,6 +143,7 @@ impl Nodes {
         });
         let id = self.insert(Kind::Entry(node.clone()));
         self.by_ino.insert(key, id);
+        self.entries += 1;
         (id, node)
     }
 
@@ -177,6 +181,7 @@ impl Nodes {
         match self.slots.remove(&id).map(|s| s.kind) {
             Some(Kind::Entry(node)) => {
                 self.by_ino.remove(&(node.ino, node.stale_view));
+                self.entries -= 1;
             }
             Some(Kind::Tag(tag)) => {
                 self.by_tag.remove(&tag);
@@ -209,6 +214,25 @@ impl Nodes {
             Kind::Entry(node) => Some(node.clone()),
             _ => None,
         })
+    }
+
+    /// How many entry nodes (each with an open file) the kernel holds.
+    pub fn entry_count(&self) -> usize {
+        self.entries
+    }
+
+    /// The `n` entry nodes handed to the kernel longest ago.
+    pub fn oldest_entries(&self, n: usize) -> Vec<Arc<EntryNode>> {
+        let mut ids: Vec<(u64, Arc<EntryNode>)> = self
+            .slots
+            .iter()
+            .filter_map(|(id, s)| match &s.kind {
+                Kind::Entry(node) => Some((*id, node.clone())),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable_by_key(|(id, _)| *id);
+        ids.into_iter().take(n).map(|(_, node)| node).collect()
     }
 
     pub fn len(&self) -> usize {
