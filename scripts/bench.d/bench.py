@@ -1,0 +1,1238 @@
+#!/usr/bin/env python3
+"""The benchmark driver behind scripts/bench (see doc/BENCHMARKING.md).
+
+Every workload runs in the same process run against every path it applies
+to, interleaved (run 1 of each path, then run 2 of each, ...), best of N:
+
+  native      the same system calls on a plain directory (same file system)
+  floor       examples/floorfs.rs: a FUSE file system that only answers,
+              holding its files in memory (full-mount flags, and --fast for
+              the fast view's floor)
+  tagcachefs  one daemon serving the full mount and the fast view
+  diskcache   python-diskcache 5.x, where it has an equivalent call
+
+The client is Python: os.open/os.read/os.close (no buffered open()).
+Throughputs are ops/s (or MiB/s, entries/s, as the unit column says).
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+perf = time.perf_counter
+
+# ---------------------------------------------------------------- parameters
+
+FULL = dict(
+    hot=10_000,  # 4 KiB entries hit at random
+    big=64 << 20,  # the sequential-read entry
+    rm_entries=10_000,  # entries of the tag removed by rmdir
+    first_sight=20_000,  # unique absent names per run
+    seconds=1.0,  # one throughput run
+    runs=3,  # best of
+    sizes=[1_000, 100_000, 1_000_000],  # store sizes of the scale rows
+    ls_sizes=[1_000, 100_000],  # store sizes of the ls -l rows
+    probe_ops=1_000,  # ops per request-count probe
+)
+QUICK = dict(
+    hot=1_000,
+    big=8 << 20,
+    rm_entries=1_000,
+    first_sight=1_000,
+    seconds=0.1,
+    runs=3,
+    sizes=[200, 1_000, 5_000],
+    ls_sizes=[1_000],
+    probe_ops=100,
+)
+ENTRY = 4096
+FILLER = 64  # size of the filler entries of the scale stores
+SEED = 6
+
+
+def content(i, size):
+    """Entry i's bytes, as examples/populate.rs and floorfs make them."""
+    start = (i * 31) % 251
+    period = bytes((start + j) % 251 for j in range(251))
+    return (period * (size // 251 + 1))[:size]
+
+
+def name(prefix, i):
+    return f"{prefix}{i:07d}"
+
+
+T0 = time.monotonic()
+
+
+def log(*a):
+    print(f"[{time.monotonic() - T0:5.0f} s]", *a, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------ mounts, daemons
+
+
+class Mounts:
+    """Every mount this run made, unmounted at exit whatever happens."""
+
+    def __init__(self):
+        self.daemons = []  # (mount points, Popen or pid)
+
+    def add(self, points, proc):
+        self.daemons.append((points, proc))
+
+    def stop(self, points):
+        for mp in points:
+            if is_mounted(mp):
+                subprocess.run(["umount", mp], stderr=subprocess.DEVNULL)
+        for mp in points:
+            if is_mounted(mp):
+                subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+        keep = []
+        for pts, proc in self.daemons:
+            if pts is points or pts == points:
+                wait_gone(proc)
+            else:
+                keep.append((pts, proc))
+        self.daemons = keep
+
+    def stop_all(self):
+        for pts, _ in list(self.daemons):
+            self.stop(pts)
+
+
+MOUNTS = Mounts()
+
+
+def mounted_points():
+    out = set()
+    with open("/proc/mounts") as f:
+        for line in f:
+            mp = line.split()[1]
+            out.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), mp))
+    return out
+
+
+def is_mounted(mp):
+    return os.path.realpath(mp) in mounted_points()
+
+
+def wait_gone(proc, timeout=20):
+    end = perf() + timeout
+    if isinstance(proc, subprocess.Popen):
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return
+    while perf() < end and os.path.exists(f"/proc/{proc}"):
+        try:
+            with open(f"/proc/{proc}/stat") as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+def daemon_pid(store):
+    """The serving tagcachefs process of `store` (found by its command line)."""
+    store = os.path.realpath(store)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"tagcachefs") and store.encode() in argv:
+            return int(pid)
+    raise RuntimeError(f"no tagcachefs process serves {store}")
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid, quiet=0.6, timeout=600):
+    """Waits until the daemon stops using CPU (its mount-time sweep is done);
+    returns the CPU seconds it used meanwhile."""
+    start = last = cpu_seconds(pid)
+    still = perf()
+    end = perf() + timeout
+    while perf() < end:
+        time.sleep(0.2)
+        now = cpu_seconds(pid)
+        if now - last > 0.02:
+            last, still = now, perf()
+        elif perf() - still >= quiet:
+            break
+    return last - start
+
+
+class Tagcachefs:
+    def __init__(self, args, store, tag, env=None, log_file=None):
+        self.store = store
+        self.mnt = os.path.join(args.work, f"{tag}-mnt")
+        self.fast = os.path.join(args.work, f"{tag}-fast")
+        os.makedirs(self.mnt, exist_ok=True)
+        os.makedirs(self.fast, exist_ok=True)
+        cmd = [
+            os.path.join(args.bin, "tagcachefs"),
+            store,
+            self.mnt,
+            "--read-mount",
+            self.fast,
+            "--cache-timeout",
+            str(args.cache_timeout),
+            "--cleanup-interval",
+            "0",
+        ]
+        if log_file:
+            cmd += ["--log-file", log_file]
+        self.points = [self.mnt, self.fast]
+        # The serving process logs its INIT to the caller's stderr before it
+        # detaches: keep that out of the report.
+        with open(log_file or os.devnull, "ab") as err:
+            subprocess.run(cmd, check=True, env=env, stderr=err)
+        self.pid = daemon_pid(store)
+        MOUNTS.add(self.points, self.pid)
+
+    def stats(self):
+        with open(os.path.join(self.mnt, ".stats")) as f:
+            return json.load(f)
+
+    def stop(self):
+        MOUNTS.stop(self.points)
+
+
+class Floor:
+    def __init__(self, args, tag, fast, populate, env=None, log_file=None):
+        self.mnt = os.path.join(args.work, f"{tag}-mnt")
+        os.makedirs(self.mnt, exist_ok=True)
+        cmd = [
+            os.path.join(args.bin, "examples", "floorfs"),
+            self.mnt,
+            "--cache-timeout",
+            str(args.cache_timeout),
+        ]
+        if fast == "direct":
+            cmd.append("--direct-reads")
+        elif fast:
+            cmd.append("--fast")
+        for spec in populate:
+            cmd += ["--populate", spec]
+        err = open(log_file or os.path.join(args.work, f"{tag}.log"), "ab")
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, env=env, start_new_session=True
+        )
+        err.close()
+        self.points = [self.mnt]
+        MOUNTS.add(self.points, self.proc)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else b""
+        if line.strip() != b"ready":
+            raise RuntimeError(f"floorfs on {self.mnt} did not start")
+
+    def stop(self):
+        MOUNTS.stop(self.points)
+
+
+def populate(args, store, specs):
+    t = perf()
+    subprocess.run(
+        [os.path.join(args.bin, "examples", "populate"), store, *specs],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    return perf() - t
+
+
+def drop_caches(what="3"):
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write(what)
+
+
+def forget_all(*daemons):
+    """Makes the kernel drop its cached names and inodes (so it sends FORGET
+    for every node), and waits until the daemons hold none.
+
+    The daemon keeps one descriptor open per node the kernel holds, per
+    mount, and RLIMIT_NOFILE caps them (20,000 on the machine this was
+    written on, which cannot raise it): the 10k-entry hot set fits on one
+    mount at a time, not on both."""
+    drop_caches("2")
+    end = perf() + 10
+    for d in daemons:
+        while perf() < end and d.stats()["kernel_nodes"] > 10:
+            time.sleep(0.05)
+
+
+# ----------------------------------------------------------------- harness
+
+
+def run_procs(factory, nproc, seconds):
+    """ops/s of `nproc` processes running factory(k)(seconds) together.
+
+    factory(k) is called in the process that runs it (after fork), so each
+    process opens its own descriptors and diskcache connection."""
+    if nproc == 1:
+        n, dt = factory(0)(seconds)
+        return n / dt
+    go_r, go_w = os.pipe()
+    kids = []
+    for k in range(nproc):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(r)
+                os.close(go_w)
+                fn = factory(k)
+                os.write(w, b"r")
+                os.read(go_r, 1)
+                n, dt = fn(seconds)
+                os.write(w, json.dumps([n, dt]).encode())
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(w)
+        kids.append((pid, r))
+    os.close(go_r)
+    for _, r in kids:
+        os.read(r, 1)
+    os.write(go_w, b"g" * nproc)
+    os.close(go_w)
+    total = 0.0
+    for pid, r in kids:
+        data = b""
+        while chunk := os.read(r, 4096):
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        if not data:
+            raise RuntimeError("a worker process failed")
+        n, dt = json.loads(data)
+        total += n / dt
+    return total
+
+
+def best_of(args, targets, measure):
+    """Runs measure(target, run) for every target, interleaved, args.runs
+    times; returns {target: best}."""
+    results = {t: [] for t in targets}
+    for r in range(args.runs):
+        for t in targets:
+            results[t].append(measure(t, r))
+    return {t: max(v) for t, v in results.items()}
+
+
+CHUNK = 500
+
+
+def loop_paths(paths, body):
+    """A worker that calls body(chunk) over `paths` (cycled) for `seconds`."""
+
+    def run(seconds):
+        n, i, total = 0, 0, len(paths)
+        t0 = perf()
+        end = t0 + seconds
+        while True:
+            body(paths[i : i + CHUNK])
+            n += CHUNK
+            i = (i + CHUNK) % total
+            if perf() >= end:
+                return n, perf() - t0
+
+    return run
+
+
+def hit_body(chunk):
+    op, rd, cl, fl = os.open, os.read, os.close, os.O_RDONLY
+    for p in chunk:
+        fd = op(p, fl)
+        rd(fd, 8192)
+        cl(fd)
+
+
+def miss_body(chunk):
+    op, fl = os.open, os.O_RDONLY
+    for p in chunk:
+        try:
+            fd = op(p, fl)
+        except FileNotFoundError:
+            continue
+        os.close(fd)
+        raise RuntimeError(f"{p} exists")
+
+
+def random_paths(root, prefix, count, k, seed):
+    rng = random.Random(seed * 1000 + k)
+    picks = [rng.randrange(count) for _ in range(max(20_000, CHUNK * 4))]
+    picks = picks[: len(picks) // CHUNK * CHUNK]
+    return [os.fsencode(os.path.join(root, "keys", name(prefix, i))) for i in picks]
+
+
+def open_diskcache(path):
+    import diskcache
+
+    return diskcache.Cache(path, tag_index=True)
+
+
+def dc_get_worker(path, keys, expect_hit):
+    cache = open_diskcache(path)
+    get = cache.get
+
+    def body(chunk):
+        for key in chunk:
+            v = get(key)
+            if (v is None) == expect_hit:
+                raise RuntimeError(f"diskcache {key}: unexpected {v!r:.20}")
+
+    return loop_paths(keys, body)
+
+
+def dc_keys(prefix, count, k, seed):
+    rng = random.Random(seed * 1000 + k)
+    picks = [rng.randrange(count) for _ in range(20_000)]
+    return [name(prefix, i) for i in picks]
+
+
+def warm(paths, size=None):
+    """Reads every path once (so names, attributes and pages are cached)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        data = os.read(fd, 8192)
+        os.close(fd)
+        if size is not None and len(data) != size:
+            raise RuntimeError(f"{p}: {len(data)} bytes, expected {size}")
+
+
+def check_content(root, prefix, indexes, size):
+    for i in indexes:
+        p = os.path.join(root, "keys", name(prefix, i))
+        fd = os.open(p, os.O_RDONLY)
+        data = b""
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
+        os.close(fd)
+        if data != content(i, size):
+            raise RuntimeError(f"{p}: wrong content")
+
+
+def opens(path):
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def read_whole(path, size):
+    t = perf()
+    fd = os.open(path, os.O_RDONLY)
+    n = 0
+    while chunk := os.read(fd, 1 << 20):
+        n += len(chunk)
+    os.close(fd)
+    dt = perf() - t
+    if n != size:
+        raise RuntimeError(f"{path}: read {n} bytes, expected {size}")
+    return size / (1 << 20) / dt
+
+
+def ls_l(path):
+    """readdir + lstat of every name (what `ls -l` does, without printing)."""
+    n = 0
+    with os.scandir(path) as it:
+        for e in it:
+            e.stat(follow_symlinks=False)
+            n += 1
+    return n
+
+
+def walk_store(data_dir):
+    """The same listing natively: every key file of STORE/data/AA/BB/, lstat'ed."""
+    n = 0
+    with os.scandir(data_dir) as aas:
+        for aa in aas:
+            with os.scandir(aa.path) as bbs:
+                for bb in bbs:
+                    with os.scandir(bb.path) as files:
+                        for f in files:
+                            f.stat(follow_symlinks=False)
+                            if f.name.startswith("key:"):
+                                n += 1
+    return n
+
+
+# ------------------------------------------------------------------ results
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, workload, unit, native=None, floor=None, tcfs=None, dc=None, target=None, note=""):
+        self.rows.append(
+            dict(
+                workload=workload,
+                unit=unit,
+                native=native,
+                floor=floor,
+                tagcachefs=tcfs,
+                diskcache=dc,
+                target=target,
+                note=note,
+            )
+        )
+
+    @staticmethod
+    def fmt(v):
+        if v is None:
+            return "—"
+        if v >= 100_000:
+            return f"{v / 1000:,.0f}k"
+        if v >= 10_000:
+            return f"{v / 1000:,.1f}k"
+        if v >= 100:
+            return f"{v:,.0f}"
+        return f"{v:,.1f}"
+
+    @staticmethod
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    def verdict(self, row):
+        t = row["target"]
+        if not t:
+            return ""
+        kind, want = t
+        got = {
+            "native": self.ratio(row["tagcachefs"], row["native"]),
+            "floor": self.ratio(row["tagcachefs"], row["floor"]),
+            "flat": row.get("flat"),
+        }[kind]
+        if got is None:
+            return f"≥{want:.2f}× {kind}: n/a"
+        mark = "met" if got >= want else "MISSED"
+        if row.get("incomplete"):
+            mark = f"MISSED ({row['incomplete']})"
+        return f"≥{want:.2f}× {kind}: {mark}"
+
+    def render(self):
+        head = ["workload", "unit", "native", "floor", "tagcachefs", "diskcache",
+                "tcfs/native", "tcfs/floor", "target"]
+        lines = []
+        for r in self.rows:
+            rn = self.ratio(r["tagcachefs"], r["native"])
+            rf = self.ratio(r["tagcachefs"], r["floor"])
+            lines.append([
+                r["workload"], r["unit"], self.fmt(r["native"]), self.fmt(r["floor"]),
+                self.fmt(r["tagcachefs"]), self.fmt(r["diskcache"]),
+                f"{rn:.2f}" if rn is not None else "—",
+                f"{rf:.2f}" if rf is not None else "—",
+                self.verdict(r),
+            ])
+        widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+        def row(cells):
+            out = []
+            for i, c in enumerate(cells):
+                out.append(c.ljust(widths[i]) if i in (0, 1, 8) else c.rjust(widths[i]))
+            return "| " + " | ".join(out) + " |"
+        text = [row(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        text += [row(l) for l in lines]
+        notes = [f"- {r['workload']}: {r['note']}" for r in self.rows if r["note"]]
+        return "\n".join(text), notes
+
+
+# ---------------------------------------------------------------- workloads
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.p = args.params
+        self.table = Table()
+        self.memory = []  # rows of the memory table
+        self.requests = {}  # target -> workload -> {opcode: per op}
+        self.extra = []  # notes
+        self.dc = None
+        self.load_start = os.getloadavg()[0]
+
+    # -- setup of the main data set
+    def setup(self):
+        a, p = self.args, self.p
+        w = a.work
+        log(f"== setup: {p['hot']} entries of 4 KiB, one of {p['big'] >> 20} MiB, "
+            f"{2 * a.runs} tags of {p['rm_entries']} entries")
+        self.store = os.path.join(w, "store")
+        specs = [f"k:0:{p['hot']}:{ENTRY}", f"big:0:1:{p['big']}"]
+        for r in range(a.runs):
+            specs.append(f"rc{r}x:0:{p['rm_entries']}:{ENTRY}:rmc{r}")
+            specs.append(f"rh{r}x:0:{p['rm_entries']}:{ENTRY}:rmh{r}")
+        dt = populate(a, self.store, specs)
+        log(f"   populated the store in {dt:.1f} s")
+        # native: the same files in a plain directory of the same file system
+        self.native = os.path.join(w, "native")
+        keys = os.path.join(self.native, "keys")
+        os.makedirs(keys)
+        for i in range(p["hot"]):
+            with open(os.path.join(keys, name("k", i)), "wb") as f:
+                f.write(content(i, ENTRY))
+        with open(os.path.join(keys, name("big", 0)), "wb") as f:
+            f.write(content(0, p["big"]))
+        floor_specs = [f"k:0:{p['hot']}:{ENTRY}", f"big:0:1:{p['big']}"]
+        self.floor = Floor(a, "floor", False, floor_specs)
+        self.floor_fast = Floor(a, "floorfast", True, floor_specs)
+        # Not a column: the floor of read opens answered FOPEN_DIRECT_IO, as
+        # tagcachefs's full mount answers them since 8fdba03 (see the notes).
+        self.floor_direct = Floor(a, "floordirect", "direct", floor_specs)
+        self.tc = Tagcachefs(a, self.store, "tc")
+        self.tc_idle_cpu = wait_idle(self.tc.pid)
+        self.tc_rss0 = proc_status(self.tc.pid)
+        self.roots = {
+            "native": self.native,
+            "floor": self.floor.mnt,
+            "floor-fast": self.floor_fast.mnt,
+            "floor-direct": self.floor_direct.mnt,
+            "tcfs": self.tc.mnt,
+            "tcfs-fast": self.tc.fast,
+        }
+        for t, root in self.roots.items():
+            check_content(root, "k", [0, 1, p["hot"] - 1], ENTRY)
+        if a.diskcache:
+            self.dc = os.path.join(w, "diskcache")
+            cache = open_diskcache(self.dc)
+            for i in range(p["hot"]):
+                cache.set(name("k", i), content(i, ENTRY))
+            for r in range(a.runs):
+                for i in range(p["rm_entries"]):
+                    cache.set(name(f"rd{r}x", i), content(i, ENTRY), tag=f"rmd{r}")
+            if cache.get(name("k", 1)) != content(1, ENTRY):
+                raise RuntimeError("diskcache returned wrong content")
+            cache.close()
+
+    def file_targets(self):
+        return [t for t in self.roots if t != "floor-direct"]
+
+    # -- 4 KiB hits
+    def hits(self):
+        a, p = self.args, self.p
+        # One view at a time: the daemon cannot hold the hot set on both
+        # mounts at once (see forget_all).
+        for view, floor, tcfs, target in (
+            ("fast view", "floor-fast", "tcfs-fast", ("native", 0.7)),
+            ("full mount", "floor", "tcfs", ("floor", 0.8)),
+        ):
+            forget_all(self.tc)
+            files = ["native", floor, tcfs] + (["floor-direct"] if tcfs == "tcfs" else [])
+            for t in files:
+                warm([os.fsencode(os.path.join(self.roots[t], "keys", name("k", i)))
+                      for i in range(p["hot"])], ENTRY)
+            targets = files + (["diskcache"] if self.dc else [])
+            for nproc in (1, 2):
+                log(f"== 4 KiB hits, {view}, {nproc} process(es)")
+
+                def measure(t, r, nproc=nproc):
+                    if t == "diskcache":
+                        f = lambda k: dc_get_worker(self.dc, dc_keys("k", p["hot"], k, SEED + r), True)
+                    else:
+                        f = lambda k: loop_paths(random_paths(self.roots[t], "k", p["hot"], k, SEED + r),
+                                                 hit_body)
+                    return run_procs(f, nproc, p["seconds"])
+
+                b = best_of(a, targets, measure)
+                what = "1 process" if nproc == 1 else "2 processes"
+                note = ""
+                if "floor-direct" in b:
+                    note = (f"floor with read opens FOPEN_DIRECT_IO (every read a READ request): "
+                            f"{Table.fmt(b['floor-direct'])} ops/s; tagcachefs / that = "
+                            f"{b[tcfs] / b['floor-direct']:.2f}")
+                self.table.add(f"4 KiB hit, {view}, {what}", "ops/s", b["native"], b[floor],
+                               b[tcfs], b.get("diskcache"), target, note=note)
+
+    # -- misses
+    def misses(self):
+        a, p = self.args, self.p
+        log("== misses (repeated absent names)")
+        for t in self.file_targets():
+            for i in range(p["hot"]):
+                try:
+                    os.close(os.open(os.path.join(self.roots[t], "keys", name("m", i)), os.O_RDONLY))
+                except FileNotFoundError:
+                    pass
+        targets = self.file_targets() + (["diskcache"] if self.dc else [])
+
+        def measure(t, r):
+            if t == "diskcache":
+                f = lambda k: dc_get_worker(self.dc, dc_keys("m", p["hot"], k, SEED + r), False)
+            else:
+                f = lambda k: loop_paths(random_paths(self.roots[t], "m", p["hot"], k, SEED + r), miss_body)
+            return run_procs(f, 1, p["seconds"])
+
+        b = best_of(a, targets, measure)
+        self.table.add("miss (absent name, seen before), fast view", "ops/s", b["native"],
+                       b["floor-fast"], b["tcfs-fast"], b.get("diskcache"))
+        self.table.add("miss (absent name, seen before), full mount", "ops/s", b["native"],
+                       b["floor"], b["tcfs"], b.get("diskcache"))
+
+        log("== misses (names never looked up before)")
+        n = p["first_sight"]
+
+        def measure_first(t, r):
+            if t == "diskcache":
+                cache = open_diskcache(self.dc)
+                keys = [name(f"u{r}x", i) for i in range(n)]
+                t0 = perf()
+                for key in keys:
+                    if cache.get(key) is not None:
+                        raise RuntimeError("unexpected diskcache hit")
+                dt = perf() - t0
+                cache.close()
+                return n / dt
+            paths = [os.fsencode(os.path.join(self.roots[t], "keys", name(f"u{r}x", i))) for i in range(n)]
+            t0 = perf()
+            miss_body(paths)
+            return n / (perf() - t0)
+
+        b = best_of(a, targets, measure_first)
+        self.table.add("miss (absent name, first sight), fast view", "ops/s", b["native"],
+                       b["floor-fast"], b["tcfs-fast"], b.get("diskcache"))
+        self.table.add("miss (absent name, first sight), full mount", "ops/s", b["native"],
+                       b["floor"], b["tcfs"], b.get("diskcache"))
+
+    # -- 64 MiB sequential reads
+    def big_reads(self):
+        a, p = self.args, self.p
+        mib = p["big"] >> 20
+        paths = {t: os.path.join(r, "keys", name("big", 0)) for t, r in self.roots.items()}
+        log(f"== {mib} MiB sequential read, warm")
+        for t in paths:
+            read_whole(paths[t], p["big"])
+        b = best_of(a, list(paths), lambda t, r: read_whole(paths[t], p["big"]))
+        self.table.add(f"{mib} MiB sequential read, warm, fast view", "MiB/s", b["native"],
+                       b["floor-fast"], b["tcfs-fast"])
+        self.table.add(f"{mib} MiB sequential read, warm, full mount", "MiB/s", b["native"],
+                       b["floor"], b["tcfs"],
+                       note=f"floor with direct read opens: {Table.fmt(b['floor-direct'])} MiB/s")
+        log(f"== {mib} MiB sequential read, cold (drop_caches before each)")
+
+        def cold(t, r):
+            drop_caches()
+            return read_whole(paths[t], p["big"])
+
+        b = best_of(a, list(paths), cold)
+        note = "the floor holds the file in memory: its cold row is FUSE transport only"
+        self.table.add(f"{mib} MiB sequential read, cold, fast view", "MiB/s", b["native"],
+                       b["floor-fast"], b["tcfs-fast"], note=note)
+        self.table.add(f"{mib} MiB sequential read, cold, full mount", "MiB/s", b["native"],
+                       b["floor"], b["tcfs"],
+                       note=f"floor with direct read opens: {Table.fmt(b['floor-direct'])} MiB/s")
+
+    # -- commits
+    def commits(self):
+        a, p = self.args, self.p
+        log("== commit: 4 KiB entry with 2 tags and an expiry")
+        data = content(7, ENTRY)
+        tags = [f"g{i},all".encode() for i in range(100)]
+        targets = ["native", "floor", "tcfs"] + (["diskcache"] if self.dc else [])
+        flags = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
+
+        def measure(t, r):
+            if t == "diskcache":
+                def f(k):
+                    cache = open_diskcache(self.dc)
+
+                    def run(seconds):
+                        n, t0 = 0, perf()
+                        end = t0 + seconds
+                        while True:
+                            for _ in range(50):
+                                cache.set(name(f"c{r}p{k}x", n), data, expire=3600, tag=f"g{n % 100}")
+                                n += 1
+                            if perf() >= end:
+                                return n, perf() - t0
+
+                    return run
+
+                return run_procs(f, 1, p["seconds"])
+            keys = os.path.join(self.roots[t], "keys")
+
+            def f(k):
+                def run(seconds):
+                    n, t0 = 0, perf()
+                    end = t0 + seconds
+                    while True:
+                        for _ in range(50):
+                            fd = os.open(os.path.join(keys, name(f"c{r}p{k}x", n)), flags, 0o644)
+                            os.setxattr(fd, "user.tags", tags[n % 100])
+                            os.setxattr(fd, "user.expire", b"3600")
+                            os.write(fd, data)
+                            os.close(fd)
+                            n += 1
+                        if perf() >= end:
+                            return n, perf() - t0
+
+                return run
+
+            return run_procs(f, 1, p["seconds"])
+
+        b = best_of(a, targets, measure)
+        # The commits must have landed, with their tags.
+        probe = os.path.join(self.tc.fast, "keys", name("c0p0x", 3))
+        with open(probe, "rb", buffering=0) as f:
+            if f.read() != data:
+                raise RuntimeError("a committed entry reads back wrong")
+        if os.getxattr(os.path.join(self.tc.mnt, "keys", name("c0p0x", 3)), "user.tags") != b"all,g3":
+            raise RuntimeError("a committed entry lost its tags")
+        st = self.tc.stats()
+        if st["commit_errors"]:
+            raise RuntimeError(f"{st['commit_errors']} commit errors")
+        self.table.add("commit 4 KiB + 2 tags + expiry (full mount)", "ops/s", b["native"], b["floor"],
+                       b["tcfs"], b.get("diskcache"),
+                       note="open(O_CREAT|O_TRUNC|O_WRONLY), fsetxattr ×2, write, close; "
+                            "native: same calls on ext4 (no atomic publish); "
+                            "diskcache: set(key, value, expire=3600, tag=...) — one tag, its limit")
+
+    # -- rmdir of a tag
+    def rmdirs(self):
+        a, p = self.args, self.p
+        n = p["rm_entries"]
+        log(f"== rmdir of a tag with {n} entries")
+        # native: a directory of n hard links to n files
+        files = os.path.join(self.native, "rmfiles")
+        os.makedirs(files)
+        for i in range(n):
+            with open(os.path.join(files, f"f{i}"), "wb") as f:
+                f.write(b"x")
+        for r in range(a.runs):
+            links = os.path.join(self.native, f"links{r}")
+            os.makedirs(links)
+            for i in range(n):
+                os.link(os.path.join(files, f"f{i}"), os.path.join(links, f"{i}"))
+        times = {"native": [], "cold": [], "hot": [], "diskcache": []}
+        for r in range(a.runs):
+            t0 = perf()
+            subprocess.run(["rm", "-rf", os.path.join(self.native, f"links{r}")], check=True)
+            times["native"].append(perf() - t0)
+
+            forget_all(self.tc)
+            t0 = perf()
+            os.rmdir(os.path.join(self.tc.mnt, "tags", f"rmc{r}"))
+            times["cold"].append(perf() - t0)
+
+            # hot: every entry of the tag read on the fast view first, so the
+            # kernel holds their names there and rmdir returns only once the
+            # daemon has invalidated them (on the full mount that happens
+            # after the reply). Not on both mounts: the daemon's descriptors
+            # would not suffice (see forget_all).
+            hot = [name(f"rh{r}x", i) for i in range(n)]
+            forget_all(self.tc)
+            warm([os.path.join(self.tc.fast, "keys", k) for k in hot], ENTRY)
+            t0 = perf()
+            os.rmdir(os.path.join(self.tc.mnt, "tags", f"rmh{r}"))
+            times["hot"].append(perf() - t0)
+            for root in (self.tc.fast, self.tc.mnt):
+                for k in (hot[0], hot[-1]):
+                    if opens(os.path.join(root, "keys", k)):
+                        raise RuntimeError(f"{root}/keys/{k} outlived rmdir of its tag")
+
+            if self.dc:
+                cache = open_diskcache(self.dc)
+                t0 = perf()
+                got = cache.evict(f"rmd{r}")
+                times["diskcache"].append(perf() - t0)
+                cache.close()
+                if got != n:
+                    raise RuntimeError(f"diskcache evicted {got}, not {n}")
+        best = {k: (n / min(v) if v else None) for k, v in times.items()}
+        ms = {k: (f"{min(v) * 1000:.0f} ms" if v else "—") for k, v in times.items()}
+        self.table.add(f"rmdir tags/t, {n:,} entries, none cached by the kernel", "entries/s",
+                       best["native"], None, best["cold"], best["diskcache"],
+                       note=f"tagcachefs {ms['cold']}; native `rm -rf` of a dir of {n:,} hard links "
+                            f"{ms['native']}; diskcache evict(tag) {ms['diskcache']}")
+        self.table.add(f"rmdir tags/t, {n:,} entries, all read on the fast view first", "entries/s",
+                       best["native"], None, best["hot"], best["diskcache"],
+                       note=f"tagcachefs {ms['hot']}")
+
+    # -- scale: hits and memory as the store grows, ls -l at ls_sizes
+    def scale(self):
+        a, p = self.args, self.p
+        store = os.path.join(a.work, "scale-store")
+        have = 0
+        hot_total = min(p["hot"], 10_000)
+        rows = []
+        for size in p["sizes"]:
+            hot = min(size, hot_total)
+            specs = []
+            have_hot = min(have, hot_total)
+            if hot > have_hot:
+                specs.append(f"k:{have_hot}:{hot - have_hot}:{ENTRY}")
+            fill_have = max(0, have - hot_total)
+            fill = size - hot
+            if fill > fill_have:
+                specs.append(f"f:{fill_have}:{fill - fill_have}:{FILLER}")
+            log(f"== store of {size:,} entries")
+            dt = populate(a, store, specs) if specs else 0.0
+            have = size
+            log(f"   populated in {dt:.1f} s; mounting")
+            tc = Tagcachefs(a, store, f"scale{size}")
+            sweep_cpu = wait_idle(tc.pid)
+            m0 = proc_status(tc.pid)
+            n0 = tc.stats()["kernel_nodes"]
+            f0 = open_fds(tc.pid)
+            res = {}
+            for t, root in (("tcfs", tc.mnt), ("tcfs-fast", tc.fast)):
+                forget_all(tc)
+                roots = {"native": self.native, t: root}
+                for r_ in roots.values():
+                    warm([os.fsencode(os.path.join(r_, "keys", name("k", i))) for i in range(hot)], ENTRY)
+                if t == "tcfs":
+                    m1 = proc_status(tc.pid)
+                    n1 = tc.stats()["kernel_nodes"]
+                    f1 = open_fds(tc.pid)
+
+                def measure(tt, r, roots=roots):
+                    f = lambda k: loop_paths(random_paths(roots[tt], "k", hot, k, SEED + r), hit_body)
+                    return run_procs(f, 1, p["seconds"])
+
+                b = best_of(a, list(roots), measure)
+                res[t] = (b[t], b["native"])
+            rows.append((size, hot, res))
+            mem = dict(size=size, sweep_cpu=sweep_cpu, rss_mount=m0["VmRSS"], rss_hot=m1["VmRSS"],
+                       nodes_mount=n0, nodes_hot=n1, hwm=m1["VmHWM"], fds_mount=f0, fds_hot=f1)
+            if size in p["ls_sizes"]:
+                mem.update(self.ls(store, size, tc, hot))
+            mem["hwm"] = proc_status(tc.pid)["VmHWM"]
+            self.memory.append(mem)
+            tc.stop()
+        base = rows[0]
+        for size, hot, res in rows:
+            for t, view in (("tcfs-fast", "fast view"), ("tcfs", "full mount")):
+                got, native = res[t]
+                norm = (got / native) / (base[2][t][0] / base[2][t][1])
+                self.table.add(f"4 KiB hit, {view}, store of {size:,} (hits on {hot:,})", "ops/s",
+                               native, None, got, None,
+                               ("flat", 0.8) if size == rows[-1][0] else None,
+                               note=f"vs the {base[0]:,} store: {got / base[2][t][0]:.2f}× raw, "
+                                    f"{norm:.2f}× relative to native in the same window")
+                self.table.rows[-1]["flat"] = norm
+
+    def ls(self, store, size, tc, hot):
+        """ls -l keys/ on every path; returns the daemon's memory after the
+        full mount's listing."""
+        a, p = self.args, self.p
+        log(f"== ls -l keys/ with {size:,} entries")
+        floor = Floor(a, f"lsfloor{size}", False, [f"k:0:{hot}:{ENTRY}", f"f:0:{size - hot}:{FILLER}"])
+        targets = {
+            "native": lambda: walk_store(os.path.join(store, "data")),
+            "floor": lambda: ls_l(os.path.join(floor.mnt, "keys")),
+            "tcfs-fast": lambda: ls_l(os.path.join(tc.fast, "keys")),
+            "tcfs": lambda: ls_l(os.path.join(tc.mnt, "keys")),
+        }
+        b, listed, errors, mem = {}, {}, {}, {}
+        try:
+            # One path at a time, each starting with nothing cached, then
+            # listed once to warm and args.runs times measured: the daemon
+            # cannot hold a large listing on both mounts at once.
+            for t, fn in targets.items():
+                forget_all(tc)
+                rates = []
+                for run in range(a.runs + 1):
+                    t0 = perf()
+                    try:
+                        got = fn()
+                    except OSError as e:
+                        errors[t] = f"listing {run + 1}: {e.strerror}"
+                        continue
+                    rates.append(got / (perf() - t0))
+                    listed[t] = min(listed.get(t, got), got)
+                # The first listing only warms, unless nothing else worked.
+                b[t] = max(rates[1:] or rates or [0.0])
+                listed.setdefault(t, 0)
+                if t == "tcfs":
+                    m = proc_status(tc.pid)
+                    mem = dict(rss_ls=m["VmRSS"], nodes_ls=tc.stats()["kernel_nodes"],
+                               fds_ls=open_fds(tc.pid))
+        finally:
+            floor.stop()
+        for t in ("native", "floor"):
+            if listed[t] != size:
+                raise RuntimeError(f"ls -l on {t}: {listed[t]} entries, expected {size}")
+        note = ("os.scandir + lstat of each name, kernel caches warm (one listing before the "
+                "measured ones); native = the same over STORE/data/AA/BB/ (the files the daemon lists)")
+        for t, view in (("tcfs", "full mount"), ("tcfs-fast", "fast view")):
+            self.table.add(f"ls -l keys/, {size:,} entries, {view}", "entries/s", b["native"],
+                           b["floor"], b[t], None, ("native", 0.5),
+                           note=note if t == "tcfs" else "")
+            if listed[t] != size or t in errors:
+                import resource
+
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                self.table.rows[-1]["incomplete"] = f"listed {listed[t]:,} of {size:,}"
+                self.table.rows[-1]["note"] = (
+                    f"INCOMPLETE: listed {listed[t]:,} of {size:,} names, no error reported to ls"
+                    + (f"; then {errors[t]}" if t in errors else "")
+                    + f" (the daemon holds a descriptor per node: {mem.get('fds_ls', '?')} open after "
+                    f"the full mount's listings, RLIMIT_NOFILE {limit:,}); the rate counts what was "
+                    "listed. " + self.table.rows[-1]["note"])
+        return mem
+
+    # -- FUSE requests per operation, counted from fuser's debug log
+    def request_counts(self):
+        a, p = self.args, self.p
+        n = p["probe_ops"]
+        log("== FUSE requests per operation (fuser debug log)")
+        env = dict(os.environ, RUST_LOG="fuser=debug")
+        logs = {}
+        store = os.path.join(a.work, "probe-store")
+        populate(a, store, [f"k:0:{n}:{ENTRY}"])
+        logs["tcfs"] = os.path.join(a.work, "probe-tc.log")
+        tc = Tagcachefs(a, store, "probe", env=env, log_file=logs["tcfs"])
+        wait_idle(tc.pid)
+        logs["tcfs-fast"] = logs["tcfs"]
+        floors = []
+        try:
+            for tag, fast in (("floor", False), ("floor-fast", True), ("floor-direct", "direct")):
+                logs[tag] = os.path.join(a.work, f"probe-{tag}.log")
+                floors.append(Floor(a, f"probe{tag}", fast, [f"k:0:{n}:{ENTRY}"], env=env,
+                                    log_file=logs[tag]))
+            roots = {"floor": floors[0].mnt, "floor-fast": floors[1].mnt,
+                     "floor-direct": floors[2].mnt, "tcfs": tc.mnt, "tcfs-fast": tc.fast}
+            pat = re.compile(rb"FUSE\(\s*\d+\) ino 0x[0-9a-f]+ ([A-Z_]+)")
+
+            def settle(path):
+                """Waits until the log stops growing (RELEASE and FORGET
+                arrive after the call that caused them returns)."""
+                size, still = os.path.getsize(path), perf()
+                end = perf() + 3
+                while perf() < end and perf() - still < 0.2:
+                    time.sleep(0.05)
+                    now = os.path.getsize(path)
+                    if now != size:
+                        size, still = now, perf()
+
+            def count(t, fn, ops):
+                settle(logs[t])
+                start = os.path.getsize(logs[t])
+                fn()
+                settle(logs[t])
+                with open(logs[t], "rb") as f:
+                    f.seek(start)
+                    found = {}
+                    for m in pat.finditer(f.read()):
+                        found[m.group(1).decode()] = found.get(m.group(1).decode(), 0) + 1
+                return {k: v / ops for k, v in sorted(found.items())}
+
+            for t, root in roots.items():
+                paths = [os.fsencode(os.path.join(root, "keys", name("k", i))) for i in range(n)]
+                absent = [os.fsencode(os.path.join(root, "keys", name("m", i))) for i in range(n)]
+                fresh = [os.fsencode(os.path.join(root, "keys", name("z", i))) for i in range(n)]
+                warm(paths, ENTRY)
+                miss_body(absent)
+                res = {
+                    "hit (warm)": count(t, lambda: warm(paths, ENTRY), n),
+                    "miss, seen before": count(t, lambda: miss_body(absent), n),
+                    "miss, first sight": count(t, lambda: miss_body(fresh), n),
+                }
+                if t in ("floor", "tcfs"):
+                    def commit_all(root=root):
+                        for i in range(n):
+                            fd = os.open(os.path.join(root, "keys", name("w", i)),
+                                         os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+                            os.setxattr(fd, "user.tags", b"a,b")
+                            os.setxattr(fd, "user.expire", b"3600")
+                            os.write(fd, b"x" * ENTRY)
+                            os.close(fd)
+                    res["commit"] = count(t, commit_all, n)
+                self.requests[t] = res
+        finally:
+            for f in floors:
+                f.stop()
+            tc.stop()
+
+    # -- report
+    def report(self, started):
+        a = self.args
+        lines = []
+        env = environment(a)
+        lines.append("tagcachefs benchmark" + (" (--quick)" if a.quick else ""))
+        for k, v in env.items():
+            lines.append(f"  {k}: {v}")
+        lines.append(f"  load average (1 min) when the run started: {self.load_start:.2f}")
+        lines.append(f"  best of {a.runs} interleaved runs of {self.p['seconds']} s; "
+                     f"--cache-timeout {a.cache_timeout}; client: Python os.open/os.read/os.close; "
+                     "2 processes = two forked processes (not threads: the GIL)")
+        lines.append("")
+        text, notes = self.table.render()
+        lines.append(text)
+        lines.append("")
+        lines.extend(notes)
+        peak = proc_status(self.tc.pid)["VmHWM"] if hasattr(self, "tc") else None
+        lines.append("")
+        if peak:
+            lines.append(f"daemon peak RSS (VmHWM), main run: {peak / 2**20:.1f} MiB "
+                         f"(right after mount: {self.tc_rss0['VmRSS'] / 2**20:.1f} MiB; "
+                         f"mount-time sweep used {self.tc_idle_cpu:.2f} s of CPU; "
+                         f"{open_fds(self.tc.pid):,} open descriptors at the end)")
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lines.append(f"RLIMIT_NOFILE of the daemons: {soft:,} (scripts/bench raises it: the daemon "
+                     "holds a descriptor per entry the kernel holds, per mount)")
+        if self.memory:
+            lines.append("")
+            lines.append("daemon memory by store size (VmRSS; kernel_nodes from .stats, both mounts):")
+            lines.append("| store entries | mount-time sweep CPU | RSS at mount | RSS, hot set read on the full mount "
+                         "| kernel nodes | open fds | bytes/node | RSS after ls -l of all | kernel nodes | open fds "
+                         "| bytes/node | peak (VmHWM) |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+            for m in self.memory:
+                per = (m["rss_hot"] - m["rss_mount"]) / max(1, m["nodes_hot"] - m["nodes_mount"])
+                if "rss_ls" in m:
+                    per_ls = (m["rss_ls"] - m["rss_mount"]) / max(1, m["nodes_ls"] - m["nodes_mount"])
+                    ls_cells = (f"{m['rss_ls'] / 2**20:.1f} MiB | {m['nodes_ls']:,} | {m['fds_ls']:,} "
+                                f"| {per_ls:,.0f}")
+                else:
+                    ls_cells = "— | — | — | —"
+                lines.append(f"| {m['size']:,} | {m['sweep_cpu']:.2f} s | {m['rss_mount'] / 2**20:.1f} MiB | "
+                             f"{m['rss_hot'] / 2**20:.1f} MiB | {m['nodes_hot']:,} | {m['fds_hot']:,} | {per:,.0f} | "
+                             f"{ls_cells} | "
+                             f"{m['hwm'] / 2**20:.1f} MiB |")
+        if self.requests:
+            lines.append("")
+            lines.append("FUSE requests the daemon received per operation (fuser debug log, "
+                         f"{self.p['probe_ops']} ops each):")
+            lines.append("| path | workload | requests/op | by opcode |")
+            lines.append("|---|---|---|---|")
+            for t, res in self.requests.items():
+                for wl, ops in res.items():
+                    total = sum(ops.values())
+                    by = ", ".join(f"{k} {v:.2f}" for k, v in ops.items()) or "none"
+                    lines.append(f"| {t} | {wl} | {total:.2f} | {by} |")
+        lines.extend(self.extra)
+        lines.append("")
+        lines.append(f"total time {time.monotonic() - started:.0f} s")
+        return "\n".join(lines)
+
+
+def environment(a):
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    fs = "?"
+    best = ""
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev_, mp, typ = line.split()[:3]
+            if a.work.startswith(mp.rstrip("/") + "/") and len(mp) >= len(best):
+                best, fs = mp, f"{typ} ({dev_} on {mp})"
+    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                         cwd=os.getcwd()).stdout.strip()
+    dc = "not installed"
+    if a.diskcache:
+        import diskcache
+
+        dc = diskcache.__version__
+    return {
+        "machine": f"{os.cpu_count()} CPUs, {cpu}, kernel {platform.release()}, "
+                   f"load average now {os.getloadavg()[0]:.2f}",
+        "file system": f"{fs}, holding the stores, mounts and native directories",
+        "tagcachefs": rev or "?",
+        "python": f"{platform.python_version()}, diskcache {dc}",
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", required=True, help="scratch directory (scripts/bench makes it)")
+    ap.add_argument("--bin", required=True, help="target/release")
+    ap.add_argument("--quick", action="store_true", help="small sizes, short runs")
+    ap.add_argument("--cache-timeout", type=float, default=60.0,
+                    help="--cache-timeout of tagcachefs and floorfs (default 60)")
+    ap.add_argument("--runs", type=int, help="best of how many runs")
+    ap.add_argument("--seconds", type=float, help="length of one throughput run")
+    ap.add_argument("--sizes", help="store sizes of the scale rows, comma-separated")
+    ap.add_argument("--only", help="comma-separated phases: hits,misses,big,commit,rmdir,scale,requests")
+    ap.add_argument("--out", help="also write the report here (default target/bench-last.txt)")
+    a = ap.parse_args()
+    a.params = dict(QUICK if a.quick else FULL)
+    if a.seconds:
+        a.params["seconds"] = a.seconds
+    if a.sizes:
+        a.params["sizes"] = [int(s) for s in a.sizes.split(",")]
+        a.params["ls_sizes"] = [x for x in a.params["ls_sizes"] if x in a.params["sizes"]]
+    a.runs = a.runs or a.params["runs"]
+    a.work = os.path.realpath(a.work)
+    a.bin = os.path.realpath(a.bin)
+    try:
+        import diskcache  # noqa: F401
+
+        a.diskcache = True
+    except ImportError:
+        a.diskcache = False
+    phases = ["hits", "misses", "big", "commit", "rmdir", "scale", "requests"]
+    only = a.only.split(",") if a.only else phases
+
+    def on_signal(sig, _frame):
+        raise KeyboardInterrupt(f"signal {sig}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    bench = Bench(a)
+    try:
+        bench.setup()
+        for ph in phases:
+            if ph in only:
+                {"hits": bench.hits, "misses": bench.misses, "big": bench.big_reads,
+                 "commit": bench.commits, "rmdir": bench.rmdirs, "scale": bench.scale,
+                 "requests": bench.request_counts}[ph]()
+        report = bench.report(started)
+    finally:
+        MOUNTS.stop_all()
+    print(report)
+    out = a.out or os.path.join(os.path.dirname(a.bin), "bench-last.txt")
+    with open(out, "w") as f:
+        f.write(report + "\n")
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(dict(rows=bench.table.rows, memory=bench.memory, requests=bench.requests,
+                       environment=environment(a), params=a.params), f, indent=1, default=str)
+    log(f"(written to {out})")
+
+
+if __name__ == "__main__":
+    main()
