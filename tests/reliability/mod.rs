@@ -423,26 +423,88 @@ pub fn daemon_pid(store: &Path) -> i32 {
     pids[0]
 }
 
-pub fn is_zombie(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(_) => true,
-    }
+/// Threads of `pid` that are neither zombie nor dead. A process whose
+/// leader is a zombie may still have a thread stuck in the kernel, and it
+/// keeps the process's descriptors (/dev/fuse among them) open.
+pub fn live_tasks(pid: i32) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+            })
+        })
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
-/// SIGKILLs `pid` and waits (bounded) until it is gone or a zombie.
-pub fn kill9(pid: i32) {
+/// Gone, or a zombie with no thread left.
+pub fn is_zombie(pid: i32) -> bool {
+    live_tasks(pid).is_empty()
+}
+
+/// SIGKILLs `pid` and waits up to 5 s for every thread of it to end; the
+/// kernel stacks of those that did not.
+pub fn kill9(pid: i32) -> Result<(), String> {
     // SAFETY: plain syscall.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     for _ in 0..500 {
         if is_zombie(pid) {
-            return;
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("process {pid} survived SIGKILL for 5 s");
+    Err(format!(
+        "5 s after SIGKILL, process {pid} still has threads {:?}:\n{}",
+        live_tasks(pid),
+        stacks_of(pid)
+    ))
+}
+
+/// Aborts the FUSE connections of every mount of `store` (through the
+/// fusectl file system, mounted for the purpose if it is not): whatever
+/// waits on them returns ENOTCONN, and a daemon stuck in the kernel can
+/// end. Returns how many were aborted.
+pub fn abort_connections(store: &Path) -> usize {
+    let want = store.display().to_string();
+    let minors: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split(' ');
+            let (fstype, source) = (r.next()?, r.next()?);
+            let dev = left.split(' ').nth(2)?;
+            (fstype.starts_with("fuse") && source == want)
+                .then(|| dev.split_once(':').map(|(_, minor)| minor.to_string()))
+                .flatten()
+        })
+        .collect();
+    let ctl = Path::new("/sys/fs/fuse/connections");
+    let mounted_here = !minors.is_empty()
+        && !ctl.join(&minors[0]).exists()
+        && Command::new("mount")
+            .args(["-t", "fusectl", "none"])
+            .arg(ctl)
+            .status()
+            .is_ok_and(|s| s.success());
+    let aborted = minors
+        .iter()
+        .filter(|m| std::fs::write(ctl.join(m).join("abort"), "1").is_ok())
+        .count();
+    if mounted_here {
+        detach(ctl);
+    }
+    aborted
+}
+
+fn detach(path: &Path) {
+    let c = cpath(path);
+    // SAFETY: a valid C string.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
 /// `tagcachefs <args>`, its output captured.
@@ -622,9 +684,9 @@ pub fn wait_all(
 // Watchdog.
 
 /// Fails a run that does not end in time: after `limit` it prints the
-/// kernel stacks of the daemon and of the registered processes, then
-/// SIGKILLs them (a killed daemon aborts the FUSE connection, so everything
-/// blocked on the mount returns ENOTCONN) and records that it fired.
+/// kernel stacks of the daemon and of the registered processes, SIGKILLs
+/// them and aborts the store's FUSE connections (so everything blocked on
+/// the mount returns ENOTCONN), and records that it fired.
 pub struct Watchdog {
     tx: Option<mpsc::Sender<()>>,
     fired: Arc<AtomicBool>,
@@ -655,6 +717,12 @@ impl Watchdog {
             for pid in others.iter().chain(&daemons) {
                 // SAFETY: plain syscall.
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            // A daemon thread stuck in the kernel survives SIGKILL and
+            // keeps the connection up: abort it, so the test can end.
+            std::thread::sleep(Duration::from_secs(1));
+            for store in &stores {
+                abort_connections(store);
             }
         });
         Watchdog {
