@@ -216,13 +216,15 @@ fn killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial() {
             }
         }
         hung = dog.disarm();
+        figures.rounds += 1;
         if hung || !problems.is_empty() {
             break;
         }
     }
     let panics = panics_in(&m.log());
     eprintln!(
-        "{rounds} rounds: {} operations logged, {} returned success, {} in flight at a kill; {} key states checked, {} stale versions checked whole; {} drafts and locks left by kills, all reclaimed by the next mount; cleanup then removed {} more items",
+        "{} of {rounds} rounds: {} operations logged, {} returned success, {} in flight at a kill; {} key states checked, {} stale versions checked whole; {} drafts and locks left by kills, all reclaimed by the next mount; cleanup then removed {} more items",
+        figures.rounds,
         figures.ops,
         figures.ok,
         figures.in_flight,
@@ -244,6 +246,7 @@ fn killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial() {
 
 #[derive(Default)]
 struct Figures {
+    rounds: u64,
     ops: u64,
     ok: u64,
     in_flight: u64,

@@ -509,7 +509,7 @@ fn read_one(cx: &mut Ctx, key: &str, via: Option<&str>) {
             };
             if size.as_ref().ok() != Some(&(data.len() as u64)) {
                 cx.rec(format!(
-                    "V {}: read {} bytes of version {id} but fstat said {size:?}",
+                    "V {}: read {} bytes of version {id} but fstat on the same descriptor said {size:?} (a size readers must never see, SPEC §5)",
                     path.display(),
                     data.len()
                 ));
