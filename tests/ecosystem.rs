@@ -302,3 +302,32 @@ fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
         "SIGTERM unmounts through fusermount3 for a normal user"
     );
 }
+
+#[test]
+fn systemd_units_in_contrib_verify() {
+    // CI runs no systemd; systemd-analyze checks the units' syntax and
+    // commands (with the program path pointed at this build).
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    for (from, to) in [
+        ("mnt-cache.mount", "mnt-cache.mount"),
+        ("tagcachefs@.service", "tagcachefs@blog.service"),
+    ] {
+        let text = std::fs::read_to_string(src.join(from)).unwrap();
+        std::fs::write(
+            dir.path().join(to),
+            text.replace("/usr/local/bin/tagcachefs", BIN),
+        )
+        .unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join(to))
+            .output()
+            .expect("systemd-analyze (Debian package systemd)");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{to}: {said}"
+        );
+    }
+}
