@@ -51,7 +51,7 @@ QUICK = dict(
     first_sight=1_000,
     seconds=0.1,
     runs=3,
-    sizes=[200, 1_000, 5_000],
+    sizes=[200, 1_000, 2_000],
     ls_sizes=[1_000],
     probe_ops=100,
 )
@@ -216,6 +216,7 @@ class Tagcachefs:
         ]
         if log_file:
             cmd += ["--log-file", log_file]
+        cmd += args.daemon_args.split()
         self.points = [self.mnt, self.fast]
         # The serving process logs its INIT to the caller's stderr before it
         # detaches: keep that out of the report.
@@ -1092,7 +1093,7 @@ class Bench:
             lines.append(f"  {k}: {v}")
         lines.append(f"  load average (1 min) when the run started: {self.load_start:.2f}")
         lines.append(f"  best of {a.runs} interleaved runs of {self.p['seconds']} s; "
-                     f"--cache-timeout {a.cache_timeout}; client: Python os.open/os.read/os.close; "
+                     f"--cache-timeout {a.cache_timeout} {a.daemon_args}; client: Python os.open/os.read/os.close; "
                      "2 processes = two forked processes (not threads: the GIL)")
         lines.append("")
         text, notes = self.table.render()
@@ -1188,6 +1189,7 @@ def main():
     ap.add_argument("--seconds", type=float, help="length of one throughput run")
     ap.add_argument("--sizes", help="store sizes of the scale rows, comma-separated")
     ap.add_argument("--only", help="comma-separated phases: hits,misses,big,commit,rmdir,scale,requests")
+    ap.add_argument("--daemon-args", default="", help="extra tagcachefs options, e.g. '--max-nodes 18000'")
     ap.add_argument("--out", help="also write the report here (default target/bench-last.txt)")
     a = ap.parse_args()
     a.params = dict(QUICK if a.quick else FULL)
