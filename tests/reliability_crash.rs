@@ -14,7 +14,7 @@
 //! left in tmp/ by itself; `tagcachefs cleanup` then leaves nothing of
 //! ours in tmp/, and a second cleanup removes nothing.
 //!
-//! 12 rounds by default; `TAGCACHEFS_LONG=1` runs 60 (or
+//! 25 rounds (a few seconds) by default; `TAGCACHEFS_LONG=1` runs 100 (or
 //! `TAGCACHEFS_CRASH_ROUNDS`).
 
 mod common;
@@ -29,7 +29,7 @@ use common::Mount;
 use reliability::*;
 
 const TEST: &str = "killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial";
-const WRITERS: u64 = 2;
+const WRITERS: u64 = 3;
 const KEYS_PER_WRITER: u64 = 6;
 const TAGS: &[&str] = &["a", "b", "c"];
 const ARGS: &[&str] = &["--cache-timeout", "1"];
@@ -38,7 +38,7 @@ fn rounds() -> u64 {
     std::env::var("TAGCACHEFS_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if long_mode() { 60 } else { 12 })
+        .unwrap_or(if long_mode() { 100 } else { 25 })
 }
 
 fn key_name(writer: u64, k: u64) -> String {
