@@ -41,12 +41,18 @@ pub fn run(config: MountConfig) -> Result<(), String> {
             }
         }
     }
+    // Before any thread exists (the guardian is a fork of this process).
+    let mut guardian = spawn_guardian(&mut ready);
     let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     signals
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
 
-    match serve(config, store, &mut ready) {
+    let result = serve(config, store, &mut ready, guardian.as_mut());
+    if let Some(g) = guardian.as_mut() {
+        let _ = g.write_all(b"done\n");
+    }
+    match result {
         Ok(()) => Ok(()),
         Err(e) => {
             if let Some(mut pipe) = ready {
@@ -107,7 +113,12 @@ fn mount_config(config: &MountConfig, read_only: bool) -> Config {
     c
 }
 
-fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<(), String> {
+fn serve(
+    config: MountConfig,
+    store: Store,
+    ready: &mut Option<File>,
+    mut guardian: Option<&mut File>,
+) -> Result<(), String> {
     let sessions_wanted = 1 + usize::from(config.read_mount.is_some());
     let opts = Options {
         default_ttl: config.default_expire,
@@ -133,6 +144,9 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
             .map_err(|e| format!("mounting {}: {e}", path.display()))?;
         core.set_notifier(idx, session.notifier());
         sessions.push(session);
+        if let (Some(g), Some(conn)) = (guardian.as_mut(), connection_of(path)) {
+            let _ = writeln!(g, "conn {conn}");
+        }
         log::info!("mounted {} on {}", config.store.display(), path.display());
     }
 
@@ -210,6 +224,170 @@ fn serve(config: MountConfig, store: Store, ready: &mut Option<File>) -> Result<
     std::mem::forget(running);
     log::info!("unmounted {}", config.mountpoint.display());
     Ok(())
+}
+
+/// Forks the guardian: a process that outlives the daemon's main thread.
+/// If the daemon is killed while its notifier thread waits in the kernel
+/// for a directory lock that a request to this very daemon holds (an
+/// invalidation racing `rm`), that thread can never end, the process
+/// never exits and the mount hangs. The guardian hears of the main
+/// thread's death (PR_SET_PDEATHSIG) and, unless the daemon said it was
+/// done, aborts the daemon's FUSE connections, which fails the stuck
+/// request and frees everything. Returns the pipe that tells the guardian
+/// the connections and "done".
+fn spawn_guardian(ready: &mut Option<File>) -> Option<File> {
+    let (read_end, write_end) = nix::unistd::pipe().ok()?;
+    let parent = nix::unistd::getpid();
+    // SAFETY: called before this process starts any thread.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Parent { .. } => Some(File::from(write_end)),
+        nix::unistd::ForkResult::Child => {
+            drop(write_end);
+            drop(ready.take());
+            // A program of its own name, so that nothing mistakes it for
+            // the daemon; the control pipe's read end is inherited.
+            let fd = read_end.as_raw_fd().to_string();
+            let parent = parent.as_raw().to_string();
+            let argv = [
+                c"tagcachefs-guardian".to_owned(),
+                c"--guardian".to_owned(),
+                cstring(&fd),
+                cstring(&parent),
+            ];
+            let _ = nix::unistd::execv(c"/proc/self/exe", &argv);
+            guard(
+                File::from(read_end),
+                nix::unistd::Pid::from_raw(parent.parse().unwrap_or(0)),
+            )
+        }
+    }
+}
+
+fn cstring(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("numbers hold no NUL")
+}
+
+/// `tagcachefs-guardian --guardian FD PARENT`: the guardian after exec.
+pub fn guardian_main(args: &[std::ffi::OsString]) -> ! {
+    let number = |i: usize| args.get(i).and_then(|a| a.to_str()?.parse::<i32>().ok());
+    let (Some(fd), Some(parent)) = (number(0), number(1)) else {
+        std::process::exit(2)
+    };
+    // SAFETY: the descriptor was handed down by our parent for this use.
+    let control = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    guard(control, nix::unistd::Pid::from_raw(parent))
+}
+
+fn guard(mut control: File, parent: nix::unistd::Pid) -> ! {
+    detach_stdio(None);
+    // SAFETY: plain prctl; SIGUSR1 is blocked and waited for below.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1) };
+    let death = SigSet::from_iter([Signal::SIGUSR1]);
+    let _ = death.thread_block();
+    if nix::unistd::getppid() != parent {
+        std::process::exit(0);
+    }
+    let mut said = String::new();
+    let mut buf = [0u8; 256];
+    loop {
+        // Blocks until the daemon writes, exits whole (EOF: its
+        // connections went with it), or its main thread dies.
+        let mut fds = [libc::pollfd {
+            fd: control.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
+        if fds[0].revents != 0 {
+            match control.read(&mut buf) {
+                Ok(0) | Err(_) => std::process::exit(0),
+                Ok(n) => said.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        if said.lines().any(|l| l == "done") {
+            std::process::exit(0);
+        }
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid signal set and timespec.
+        let got = unsafe { libc::sigtimedwait(death.as_ref(), std::ptr::null_mut(), &timeout) };
+        if got == libc::SIGUSR1 {
+            break;
+        }
+    }
+    // The main thread is gone. A whole exit closes the pipe at once.
+    let mut fds = [libc::pollfd {
+        fd: control.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, 300) };
+    if fds[0].revents != 0 {
+        let mut rest = String::new();
+        if matches!(control.read_to_string(&mut rest), Ok(0)) || said.contains("done") {
+            std::process::exit(0);
+        }
+        said.push_str(&rest);
+        if said.lines().any(|l| l == "done") {
+            std::process::exit(0);
+        }
+    }
+    for conn in said.lines().filter_map(|l| l.strip_prefix("conn ")) {
+        abort_connection(conn);
+    }
+    std::process::exit(0)
+}
+
+/// The FUSE connection number of the mount at `path`, from mountinfo (a
+/// stat of our own mount would ask this daemon, which is not serving yet).
+fn connection_of(path: &std::path::Path) -> Option<u64> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let want = path.to_str()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let unescape = |s: &str| {
+        s.replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\012", "\n")
+            .replace("\\134", "\\")
+    };
+    info.lines()
+        .rev()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let fstype = f
+                .iter()
+                .position(|x| *x == "-")
+                .and_then(|i| f.get(i + 1))?;
+            (fstype.starts_with("fuse") && unescape(f.get(4)?) == want).then(|| f[2].to_string())
+        })
+        .and_then(|dev| {
+            let (major, minor) = dev.split_once(':')?;
+            Some((major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?)
+        })
+}
+
+fn abort_connection(conn: &str) {
+    let dir = std::path::Path::new("/sys/fs/fuse/connections");
+    let abort = dir.join(conn).join("abort");
+    if !abort.exists() {
+        // fusectl is usually mounted by systemd; mount it if it is not.
+        let (src, target, fstype) = (c"fusectl", c"/sys/fs/fuse/connections", c"fusectl");
+        // SAFETY: valid C strings; a failure is harmless here.
+        unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+    }
+    let _ = std::fs::write(&abort, "1");
 }
 
 /// Raises the soft open-file limit to the hard one (each entry node the

@@ -6,6 +6,10 @@ use tagcachefs::{daemon, report};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--guardian") {
+        daemon::guardian_main(&args[2..]);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
