@@ -73,9 +73,9 @@ pub struct MountArgs {
     /// it are served by the kernel without a request to the daemon.
     #[arg(long, value_name = "PATH")]
     pub read_mount: Option<PathBuf>,
-    /// The most entries the kernel may hold a node for, per mount (each
-    /// costs the daemon an open file); past it the daemon makes the kernel
-    /// forget the oldest. Default: from the open-file limit.
+    /// The most entries the kernel may hold a node for, over the daemon's
+    /// mounts (each costs the daemon an open file); past it the daemon
+    /// makes the kernel forget the oldest. Default: from the open-file limit.
     #[arg(long, value_name = "N")]
     pub max_nodes: Option<usize>,
     /// Write the daemon's log here (it goes nowhere in the background

@@ -119,16 +119,13 @@ fn serve(
     ready: &mut Option<File>,
     mut guardian: Option<&mut File>,
 ) -> Result<(), String> {
-    let sessions_wanted = 1 + usize::from(config.read_mount.is_some());
     let opts = Options {
         default_ttl: config.default_expire,
         cache_timeout: config.cache_timeout,
         read_only: config.read_only,
-        max_nodes: config
-            .max_nodes
-            .unwrap_or_else(|| default_max_nodes(sessions_wanted)),
+        max_nodes: config.max_nodes.unwrap_or_else(default_max_nodes),
     };
-    log::info!("at most {} entry nodes per mount", opts.max_nodes);
+    log::info!("at most {} entry nodes", opts.max_nodes);
     let core = Core::new(store, opts, config.read_mount.is_some());
     let mut mounts = vec![(
         config.mountpoint.clone(),
@@ -391,9 +388,9 @@ fn abort_connection(conn: &str) {
 }
 
 /// Raises the soft open-file limit to the hard one (each entry node the
-/// kernel holds is an open file) and shares it among the mounts, keeping
-/// room for drafts, directories and the store itself.
-fn default_max_nodes(sessions: usize) -> usize {
+/// kernel holds is an open file), keeping room for drafts, directories and
+/// the store itself; the mounts share what is left.
+fn default_max_nodes() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -409,7 +406,7 @@ fn default_max_nodes(sessions: usize) -> usize {
     let files = usize::try_from(lim.rlim_cur)
         .unwrap_or(usize::MAX)
         .min(1 << 24);
-    (files.saturating_sub(1024) / sessions).max(256)
+    files.saturating_sub(1024).max(256)
 }
 
 /// Unmounts one of our mounts: the system call as root, fusermount3

@@ -61,9 +61,9 @@ pub struct Options {
     pub cache_timeout: Duration,
     /// The full mount refuses every change (`-o ro`).
     pub read_only: bool,
-    /// The most entry nodes (each holding an open file) one mount lets the
-    /// kernel hold; past it the oldest names are invalidated so that the
-    /// kernel forgets them.
+    /// The most entry nodes (each holding an open file) the daemon's mounts
+    /// together let the kernel hold; past it the oldest names are
+    /// invalidated so that the kernel forgets them.
     pub max_nodes: usize,
 }
 
@@ -104,8 +104,6 @@ enum Item {
 #[derive(Debug, Default)]
 struct Session {
     fast: bool,
-    /// A round of invalidations to shed nodes is on its way.
-    shedding: AtomicBool,
     nodes: Mutex<Nodes>,
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
     notifier: OnceLock<Notifier>,
@@ -145,6 +143,8 @@ pub struct Core {
     sessions: Vec<Session>,
     next_fh: AtomicU64,
     jobs: Mutex<mpsc::Sender<Job>>,
+    /// A round of invalidations to shed nodes is on its way.
+    shedding: AtomicBool,
 }
 
 impl std::fmt::Debug for Core {
@@ -177,6 +177,7 @@ impl Core {
             sessions,
             next_fh: AtomicU64::new(1),
             jobs: Mutex::new(tx),
+            shedding: AtomicBool::new(false),
         });
         // The notifier thread: invalidations that must not run on a session
         // thread of the full mount, and the replies that wait for them.
@@ -349,21 +350,32 @@ impl Core {
         }
     }
 
-    /// Keeps session `idx`'s entry nodes (and so the daemon's open files)
-    /// within `max_nodes`: past it, the names of the oldest go to the
-    /// notifier to be invalidated, the kernel forgets their nodes, and once
-    /// that round is out the count is checked again.
-    fn shed_nodes(self: &Arc<Self>, idx: usize) {
-        let session = &self.sessions[idx];
+    /// Keeps the entry nodes of all sessions (and so the daemon's open
+    /// files) within `max_nodes`: past it, the oldest names of the session
+    /// holding the most go to the notifier to be invalidated, the kernel
+    /// forgets their nodes, and once that round is out the count is
+    /// checked again.
+    fn shed_nodes(self: &Arc<Self>) {
         let max = self.opts.max_nodes;
-        let victims = {
-            let nodes = session.nodes.lock().unwrap();
-            let count = nodes.entry_count();
-            if count <= max || session.shedding.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            nodes.oldest_entries(count - max * 9 / 10)
-        };
+        let counts: Vec<usize> = self
+            .sessions
+            .iter()
+            .map(|s| s.nodes.lock().unwrap().entry_count())
+            .collect();
+        let total: usize = counts.iter().sum();
+        if total <= max || self.shedding.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (idx, &most) = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, c)| **c)
+            .expect("at least one session");
+        let victims = self.sessions[idx]
+            .nodes
+            .lock()
+            .unwrap()
+            .oldest_entries((total - max * 9 / 10).min(most));
         let mut change = Change::default();
         for node in victims {
             let state = node.state();
@@ -373,14 +385,33 @@ impl Core {
                     .push((state.name, state.meta.tags().to_vec()));
             }
         }
+        if change.entries.is_empty() {
+            self.shedding.store(false, Ordering::SeqCst);
+            return;
+        }
         log::debug!("asking the kernel to forget {} names", change.entries.len());
         let invals = self.invals_for(&change, idx);
         let core = self.clone();
+        // Counted again off the notifier thread, whose queue also holds
+        // replies that must not wait.
         let again = move || {
-            core.sessions[idx].shedding.store(false, Ordering::SeqCst);
-            // Give the kernel's forgets a moment before counting again.
-            std::thread::sleep(Duration::from_millis(5));
-            core.shed_nodes(idx);
+            let _ = std::thread::Builder::new()
+                .name("shed".into())
+                .spawn(move || {
+                    // Give the kernel's forgets a moment, and longer when open
+                    // files keep the kernel from forgetting.
+                    std::thread::sleep(Duration::from_millis(5));
+                    let now: usize = core
+                        .sessions
+                        .iter()
+                        .map(|s| s.nodes.lock().unwrap().entry_count())
+                        .sum();
+                    if now >= total {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    core.shedding.store(false, Ordering::SeqCst);
+                    core.shed_nodes();
+                });
         };
         self.queue(invals, Some(Box::new(again)));
     }
@@ -556,7 +587,7 @@ impl TagCacheFs {
         let mut nodes = self.session().nodes.lock().unwrap();
         let (id, node) = nodes.entry(version, name, stale_view, false);
         drop(nodes);
-        self.core.shed_nodes(self.idx);
+        self.core.shed_nodes();
         let state = node.state();
         let ttl = if stale_view {
             self.core.opts.cache_timeout
