@@ -1229,6 +1229,32 @@ impl TagCacheFs {
         }
     }
 
+    /// Resolves the names of directory handle `fh` from `offset` on, as
+    /// lookups would (one kernel reference each), and passes each with the
+    /// offset of the next to `add` until it says the reply is full. Names
+    /// gone since the listing was made are skipped.
+    fn each_listed(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        mut add: impl FnMut(u64, &[u8], Found) -> bool,
+    ) -> FsResult<()> {
+        let h = self.handle(fh.0).ok_or(FsError::BadHandle)?;
+        let h = h.lock().unwrap();
+        let Handle::Dir(items) = &*h else {
+            return Err(FsError::BadHandle);
+        };
+        for (i, (name, item)) in items.iter().enumerate().skip(offset as usize) {
+            let Ok(found) = self.resolve_item(name, item) else {
+                continue;
+            };
+            if add(i as u64 + 1, name, found) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn forget_found(&self, found: &Found) {
         if let Found::Node(id, ..) = found {
             self.session().nodes.lock().unwrap().forget(*id, 1);
@@ -1630,32 +1656,18 @@ impl Filesystem for TagCacheFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(h) = self.handle(fh.0) else {
-            return reply.error(FsError::BadHandle.errno());
-        };
-        let h = h.lock().unwrap();
-        let Handle::Dir(items) = &*h else {
-            return reply.error(FsError::BadHandle.errno());
-        };
-        for (i, (name, item)) in items.iter().enumerate().skip(offset as usize) {
-            let found = match self.resolve_item(name, item) {
-                Ok(f) => f,
-                Err(_) => continue,
-            };
+        let listed = self.each_listed(fh, offset, |next, name, found| {
+            // Plain READDIR hands out no node: undo the lookup's count.
             self.forget_found(&found);
             let Found::Node(id, attr, _) = found else {
-                continue;
+                return false;
             };
-            if reply.add(
-                INodeNo(id),
-                i as u64 + 1,
-                attr.kind,
-                OsStr::from_bytes(name),
-            ) {
-                break;
-            }
+            reply.add(INodeNo(id), next, attr.kind, OsStr::from_bytes(name))
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -1666,37 +1678,28 @@ impl Filesystem for TagCacheFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let Some(h) = self.handle(fh.0) else {
-            return reply.error(FsError::BadHandle.errno());
-        };
-        let h = h.lock().unwrap();
-        let Handle::Dir(items) = &*h else {
-            return reply.error(FsError::BadHandle.errno());
-        };
-        for (i, (name, item)) in items.iter().enumerate().skip(offset as usize) {
-            let found = match self.resolve_item(name, item) {
-                Ok(f) => f,
-                Err(_) => continue,
-            };
+        let listed = self.each_listed(fh, offset, |next, name, found| {
             let Found::Node(id, attr, ttl) = found else {
-                continue;
+                return false;
             };
-            if reply.add(
+            let full = reply.add(
                 INodeNo(id),
-                i as u64 + 1,
+                next,
                 OsStr::from_bytes(name),
                 &ttl,
                 &attr,
                 Generation(0),
-            ) {
+            );
+            if full {
+                // Not handed to the kernel after all.
                 self.forget_found(&found);
-                break;
             }
-            if id < 16 {
-                // Fixed nodes are not counted; nothing to undo.
-            }
+            full
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
         }
-        reply.ok();
     }
 
     fn releasedir(
