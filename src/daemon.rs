@@ -287,16 +287,9 @@ fn guard(mut control: File, parent: nix::unistd::Pid) -> ! {
     let mut said = String::new();
     let mut buf = [0u8; 256];
     loop {
-        // Blocks until the daemon writes, exits whole (EOF: its
+        // Waits until the daemon writes, exits whole (EOF: its
         // connections went with it), or its main thread dies.
-        let mut fds = [libc::pollfd {
-            fd: control.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
-        if fds[0].revents != 0 {
+        if readable(&control, 100) {
             match control.read(&mut buf) {
                 Ok(0) | Err(_) => std::process::exit(0),
                 Ok(n) => said.push_str(&String::from_utf8_lossy(&buf[..n])),
@@ -316,14 +309,7 @@ fn guard(mut control: File, parent: nix::unistd::Pid) -> ! {
         }
     }
     // The main thread is gone. A whole exit closes the pipe at once.
-    let mut fds = [libc::pollfd {
-        fd: control.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(fds.as_mut_ptr(), 1, 300) };
-    if fds[0].revents != 0 {
+    if readable(&control, 300) {
         let mut rest = String::new();
         if matches!(control.read_to_string(&mut rest), Ok(0)) || said.contains("done") {
             std::process::exit(0);
@@ -337,6 +323,18 @@ fn guard(mut control: File, parent: nix::unistd::Pid) -> ! {
         abort_connection(conn);
     }
     std::process::exit(0)
+}
+
+/// Whether `file` has data or an end to read within `ms` milliseconds.
+fn readable(file: &File, ms: i32) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+    fds[0].revents != 0
 }
 
 /// The FUSE connection number of the mount at `path`, from mountinfo (a
