@@ -20,6 +20,8 @@ pub enum FsError {
     NoAttr,
     #[error("attribute not supported")]
     UnsupportedAttr,
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     #[error("invalid value: {0}")]
     Invalid(&'static str),
     #[error("not across directories")]
@@ -51,7 +53,7 @@ impl FsError {
             FsError::NotPermitted(_) => libc::EPERM,
             FsError::ReadOnly => libc::EROFS,
             FsError::NoAttr => libc::ENODATA,
-            FsError::UnsupportedAttr => libc::EOPNOTSUPP,
+            FsError::UnsupportedAttr | FsError::Unsupported(_) => libc::EOPNOTSUPP,
             FsError::Invalid(_) => libc::EINVAL,
             FsError::CrossDir => libc::EXDEV,
             FsError::BadHandle => libc::EBADF,

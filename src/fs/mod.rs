@@ -1843,6 +1843,7 @@ impl Filesystem for TagCacheFs {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(FsError::UnsupportedAttr.errno());
+        let e = FsError::Unsupported("fallocate: versions are written by write()");
+        reply.error(self.fail("fallocate", &e));
     }
 }
