@@ -752,9 +752,16 @@ impl TagCacheFs {
             Kind::Entry(node) => node,
             _ => return Err(FsError::IsDir),
         };
-        let state = node.state();
         if flags.acc_mode() == OpenAccMode::O_RDONLY {
-            if state.pending {
+            // The hit path: no copy of the node's state, one fstat.
+            let (pending, live) = {
+                let state = node.state.lock().unwrap();
+                let live = !state.pending
+                    && !node.stale_view
+                    && self.store().still_live(&node.file, &state.meta)?;
+                (state.pending, live)
+            };
+            if pending {
                 return Ok((0, FopenFlags::FOPEN_DIRECT_IO));
             }
             if node.stale_view {
@@ -767,7 +774,7 @@ impl TagCacheFs {
             // the kernel's idea of its size, and page-cache reads within
             // that size would return zeros past the version's end; direct
             // reads return exactly the version's bytes.
-            if self.target(&node)?.is_some() {
+            if live || self.target(&node)?.is_some() {
                 bump(&self.core.counters.hits);
                 return Ok((0, FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH));
             }
@@ -778,6 +785,7 @@ impl TagCacheFs {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
+        let state = node.state();
         // The tag directories the current version is linked in are held
         // from now on: a commit keeping its tags links into those very
         // directories, so an rmdir in between is never undone.

@@ -340,6 +340,23 @@ impl Store {
         self.meta_of(file.as_fd(), || "open version".to_string())
     }
 
+    /// Whether the version open as `file`, last seen as `known`, is still
+    /// live: one fstat, since the tag count a version needs never changes
+    /// (retagging commits a new version) while its expiry and link count
+    /// may.
+    pub fn still_live(&self, file: &File, known: &Meta) -> Result<bool> {
+        let st = sys::fstat(file.as_fd()).at(|| "open version".to_string())?;
+        let expiry = Time {
+            sec: st.st_mtime,
+            nsec: st.st_mtime_nsec,
+        };
+        let links_ok = match &known.record {
+            Some(r) => st.st_nlink == r.tags.len() as u64 + 1,
+            None => true,
+        };
+        Ok(expiry > Time::now() && links_ok)
+    }
+
     /// Opens whatever version is at `name`'s key path, live or not.
     pub fn open_version(&self, name: &[u8]) -> Result<Option<Version>> {
         layout::check_name(name)?;
