@@ -28,7 +28,6 @@ mod writer;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, SystemTime};
@@ -695,10 +694,10 @@ impl TagCacheFs {
             Kind::Stats => (self.core.stats_attr(), Duration::ZERO),
             Kind::Entry(node) => {
                 let mut state = node.state.lock().unwrap();
-                if let Ok(meta) = self.store().refresh(&node.file)
-                    && (!state.pending || meta.record.is_some())
-                {
-                    state.meta = meta;
+                // One fstat; a draft still being written keeps what it
+                // was created with until its commit.
+                if !state.pending || state.meta.record.is_some() {
+                    let _ = self.store().restat(&node.file, &mut state.meta);
                 }
                 let ttl = if state.pending {
                     Duration::ZERO
@@ -755,10 +754,11 @@ impl TagCacheFs {
         if flags.acc_mode() == OpenAccMode::O_RDONLY {
             // The hit path: no copy of the node's state, one fstat.
             let (pending, live) = {
-                let state = node.state.lock().unwrap();
-                let live = !state.pending
-                    && !node.stale_view
-                    && self.store().still_live(&node.file, &state.meta)?;
+                let mut state = node.state.lock().unwrap();
+                let live = !state.pending && !node.stale_view && {
+                    self.store().restat(&node.file, &mut state.meta)?;
+                    state.meta.is_live()
+                };
                 (state.pending, live)
             };
             if pending {
@@ -1509,7 +1509,8 @@ impl Filesystem for TagCacheFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if let Some(h) = self.handle(fh.0).filter(|_| fh.0 != 0) {
+        // Readers and the fast view carry no handle: no table lookup then.
+        if let Some(h) = (fh.0 != 0).then(|| self.handle(fh.0)).flatten() {
             return match &mut *h.lock().unwrap() {
                 Handle::Writer(w) => match w.read(self.store(), offset, size) {
                     Ok(data) => reply.data(&data),
@@ -1527,23 +1528,16 @@ impl Filesystem for TagCacheFs {
             Ok(node) => node,
             Err(e) => return reply.error(self.fail("read", &e)),
         };
-        let mut buf = vec![0u8; size as usize];
-        let mut n = 0;
-        while n < buf.len() {
-            match node.file.read_at(&mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let e = FsError::Store(crate::store::Error::Io {
-                        path: format!("reading {}", layout::lossy(&node.name())),
-                        source: e,
-                    });
-                    return reply.error(self.fail("read", &e));
-                }
+        match crate::store::read_at(&node.file, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(source) => {
+                let e = FsError::Store(crate::store::Error::Io {
+                    path: format!("reading {}", layout::lossy(&node.name())),
+                    source,
+                });
+                reply.error(self.fail("read", &e));
             }
         }
-        reply.data(&buf[..n]);
     }
 
     fn write(

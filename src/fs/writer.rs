@@ -148,22 +148,12 @@ impl Writer {
     }
 
     pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let mut buf = vec![0; size as usize];
         let file = match (&self.draft, &self.base) {
             (Some(d), _) => d.file(),
             (None, Some(_)) => self.draft(store)?.file(),
             (None, None) => return Ok(Vec::new()),
         };
-        let mut n = 0;
-        while n < buf.len() {
-            match file.read_at(&mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => return Err(io_err(e, "reading a draft")),
-            }
-        }
-        buf.truncate(n);
-        Ok(buf)
+        crate::store::read_at(file, offset, size).map_err(|e| io_err(e, "reading a draft"))
     }
 
     /// Truncates (or extends) the version being written. Alone it is a

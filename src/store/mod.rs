@@ -147,6 +147,21 @@ pub struct Meta {
 }
 
 impl Meta {
+    fn from_stat(st: &libc::stat, record: Option<Record>) -> Meta {
+        Meta {
+            ino: st.st_ino,
+            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            nlink: st.st_nlink,
+            expiry: Time {
+                sec: st.st_mtime,
+                nsec: st.st_mtime_nsec,
+            },
+            record,
+        }
+    }
+
     pub fn is_live_at(&self, now: Time) -> bool {
         self.expiry > now && self.links_ok()
     }
@@ -321,18 +336,10 @@ impl Store {
     fn meta_of(&self, file: BorrowedFd, shown: impl Fn() -> String) -> Result<Meta> {
         let st = sys::fstat(file).at(&shown)?;
         let record = sys::fgetxattr(file, RECORD).at(&shown)?;
-        Ok(Meta {
-            ino: st.st_ino,
-            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
-            size: st.st_size as u64,
-            blocks: st.st_blocks as u64,
-            nlink: st.st_nlink,
-            expiry: Time {
-                sec: st.st_mtime,
-                nsec: st.st_mtime_nsec,
-            },
-            record: record.and_then(|v| Record::decode(&v)),
-        })
+        Ok(Meta::from_stat(
+            &st,
+            record.and_then(|v| Record::decode(&v)),
+        ))
     }
 
     /// Re-reads the metadata of an open version.
@@ -340,21 +347,14 @@ impl Store {
         self.meta_of(file.as_fd(), || "open version".to_string())
     }
 
-    /// Whether the version open as `file`, last seen as `known`, is still
-    /// live: one fstat, since the tag count a version needs never changes
-    /// (retagging commits a new version) while its expiry and link count
-    /// may.
-    pub fn still_live(&self, file: &File, known: &Meta) -> Result<bool> {
+    /// Brings `meta` of the version open as `file` up to date with one
+    /// fstat: its size, link count and expiry may change, its record (the
+    /// tags a version needs, and so its liveness rule) does not, since
+    /// retagging commits a new version.
+    pub fn restat(&self, file: &File, meta: &mut Meta) -> Result<()> {
         let st = sys::fstat(file.as_fd()).at(|| "open version".to_string())?;
-        let expiry = Time {
-            sec: st.st_mtime,
-            nsec: st.st_mtime_nsec,
-        };
-        let links_ok = match &known.record {
-            Some(r) => st.st_nlink == r.tags.len() as u64 + 1,
-            None => true,
-        };
-        Ok(expiry > Time::now() && links_ok)
+        *meta = Meta::from_stat(&st, meta.record.take());
+        Ok(())
     }
 
     /// Opens whatever version is at `name`'s key path, live or not.
@@ -524,14 +524,8 @@ impl Store {
                 Err(e) if is_absent(&e) => continue,
                 other => other.at(shown)?,
             };
-            match sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link) {
+            match link_replacing(draft, ss_dir.as_fd(), link) {
                 Ok(()) => return Ok(ss_dir),
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    // A link left by an earlier inode with the same number.
-                    sys::unlinkat(ss_dir.as_fd(), link, false).at(shown)?;
-                    sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link).at(shown)?;
-                    return Ok(ss_dir);
-                }
                 Err(e) if is_absent(&e) && carried => {
                     return Err(Error::Invalidated(lossy(tag)));
                 }
@@ -562,13 +556,8 @@ impl Store {
             Err(e) if is_absent(&e) => return Err(gone()),
             other => other.at(shown)?,
         };
-        match sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link) {
+        match link_replacing(draft, ss_dir.as_fd(), link) {
             Ok(()) => Ok(ss_dir),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                sys::unlinkat(ss_dir.as_fd(), link, false).at(shown)?;
-                sys::link_fd(draft.file.as_fd(), ss_dir.as_fd(), link).at(shown)?;
-                Ok(ss_dir)
-            }
             Err(e) if is_absent(&e) => Err(gone()),
             Err(e) => Err(e).at(shown),
         }
@@ -870,6 +859,35 @@ fn nix_unlock(fd: BorrowedFd) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Links the draft as `link` in `dir`, replacing a link of that name left
+/// by an earlier inode that had the same number.
+fn link_replacing(draft: &Draft, dir: BorrowedFd, link: &str) -> std::io::Result<()> {
+    match sys::link_fd(draft.file.as_fd(), dir, link) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            sys::unlinkat(dir, link, false)?;
+            sys::link_fd(draft.file.as_fd(), dir, link)
+        }
+        other => other,
+    }
+}
+
+/// Reads up to `size` bytes of `file` from `offset` (short only at its end).
+pub fn read_at(file: &File, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size as usize];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 fn is_absent(e: &std::io::Error) -> bool {
