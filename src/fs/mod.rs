@@ -587,7 +587,7 @@ impl TagCacheFs {
         let (id, node) = nodes.entry(version, name, stale_view, false);
         drop(nodes);
         self.core.shed_nodes();
-        let state = node.state();
+        let state = node.state.lock().unwrap();
         let ttl = if stale_view {
             self.core.opts.cache_timeout
         } else {
@@ -871,7 +871,7 @@ impl TagCacheFs {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
-        let pending = node.state().pending;
+        let pending = node.pending();
         let writer = match fh.and_then(|fh| self.handle(fh.0)) {
             Some(h) if matches!(&*h.lock().unwrap(), Handle::Writer(_)) => Some(h),
             _ => self.writer_of(id.0, (!pending).then(|| req.pid())),
@@ -923,11 +923,10 @@ impl TagCacheFs {
             Kind::Entry(node) => node,
             _ => return Err(FsError::NoAttr),
         };
-        let state = node.state();
         if name != XATTR_TAGS && name != XATTR_EXPIRE {
             return Err(FsError::NoAttr);
         }
-        let pid = (!state.pending).then(|| req.pid());
+        let pid = (!node.pending()).then(|| req.pid());
         if let Some(h) = self.writer_of(id.0, pid).filter(|_| !self.fast())
             && let Handle::Writer(w) = &*h.lock().unwrap()
         {

@@ -43,6 +43,10 @@ impl EntryNode {
         self.state.lock().unwrap().clone()
     }
 
+    pub fn pending(&self) -> bool {
+        self.state.lock().unwrap().pending
+    }
+
     pub fn name(&self) -> Vec<u8> {
         self.state.lock().unwrap().name.clone()
     }
