@@ -75,15 +75,7 @@ fn commit_range(store: &Store, spec: &Spec, from: u64, to: u64) -> Result<(), St
         store
             .commit(
                 draft,
-                &Commit {
-                    name: name.as_bytes(),
-                    tags: &spec.tags,
-                    expiry: Time::at(layout::NEVER),
-                    ttl: 0,
-                    carried: &[],
-                    replaces: None,
-                    held: &[],
-                },
+                &Commit::fresh(name.as_bytes(), &spec.tags, Time::at(layout::NEVER), 0),
             )
             .map_err(|e| format!("committing {name}: {e}"))?;
     }

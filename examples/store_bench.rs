@@ -33,15 +33,7 @@ fn main() {
             store
                 .commit(
                     draft,
-                    &Commit {
-                        name: name.as_bytes(),
-                        tags: &tags,
-                        expiry: Time::after_ttl(3600),
-                        ttl: 3600,
-                        carried: &[],
-                        replaces: None,
-                        held: &[],
-                    },
+                    &Commit::fresh(name.as_bytes(), &tags, Time::after_ttl(3600), 3600),
                 )
                 .unwrap();
         }

@@ -255,6 +255,21 @@ pub struct Commit<'a> {
     pub held: &'a [TagDir],
 }
 
+impl<'a> Commit<'a> {
+    /// A first commit of `name`: nothing carried, held or replaced.
+    pub fn fresh(name: &'a [u8], tags: &'a [Vec<u8>], expiry: Time, ttl: u64) -> Commit<'a> {
+        Commit {
+            name,
+            tags,
+            expiry,
+            ttl,
+            carried: &[],
+            replaces: None,
+            held: &[],
+        }
+    }
+}
+
 /// A tag directory held open: the very directory a version was linked in.
 #[derive(Debug)]
 pub struct TagDir {

@@ -15,15 +15,7 @@ fn put(store: &Store, name: &str, content: &str, tags: &[&str], ttl: u64) -> Ver
     store
         .commit(
             draft,
-            &Commit {
-                name: name.as_bytes(),
-                tags: &tags,
-                expiry: Time::after_ttl(ttl),
-                ttl,
-                carried: &[],
-                replaces: None,
-                held: &[],
-            },
+            &Commit::fresh(name.as_bytes(), &tags, Time::after_ttl(ttl), ttl),
         )
         .unwrap()
 }
