@@ -1,9 +1,16 @@
 //! tagcachefs: a tag-invalidated cache that any program uses through plain
-//! files. `store` is the seed's hardlink store (no FUSE in it); `fs` is the
-//! FUSE adapter over it; `cli`, `daemon` and `report` are the program.
+//! files.
+//!
+//! - `store`: the seed's hardlink store on disk (no FUSE in it);
+//! - `fs`: the file system over it as plain Rust — what each request on a
+//!   mount means;
+//! - `fuse`: the adapter linking the kernel's FUSE requests to `fs`;
+//! - `daemon`: mounting, serving, the guardian; `cli` and `report`: the
+//!   command line and what the tools print.
 
 pub mod cli;
 pub mod daemon;
 pub mod fs;
+pub mod fuse;
 pub mod report;
 pub mod store;

@@ -1,6 +1,5 @@
-//! The adapter's error type and the one table that turns errors into errno.
-
-use fuser::Errno;
+//! The file system's error type and the one table that turns errors into
+//! errno values. No call site picks an errno: each says what went wrong.
 
 use crate::store;
 
@@ -37,9 +36,10 @@ pub enum FsError {
 pub type FsResult<T> = Result<T, FsError>;
 
 impl FsError {
-    pub fn errno(&self) -> Errno {
+    /// The errno the caller's system call returns.
+    pub fn errno(&self) -> i32 {
         use store::Error as S;
-        let code = match self {
+        match self {
             FsError::Store(e) => match e {
                 S::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
                 S::NameTooLong(_) => libc::ENAMETOOLONG,
@@ -59,8 +59,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::Range => libc::ERANGE,
             FsError::IsDir => libc::EISDIR,
-        };
-        Errno::from_i32(code)
+        }
     }
 
     /// Whether this is worth a log line and the `errors` counter: the

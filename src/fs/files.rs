@@ -1,0 +1,250 @@
+//! Opening, reading and writing entries, and when a write commits.
+//!
+//! - A read open on the full mount is direct I/O: a writer's direct writes
+//!   on the same node raise the kernel's idea of its size, and page-cache
+//!   reads within that size would return zeros past the version's end;
+//!   direct reads return exactly the version's bytes.
+//! - A write open gets a private draft (`writer`): nobody else sees its
+//!   bytes or its size until it commits, at a close after new writes or at
+//!   the release (the commit points are `Writer`'s).
+//! - A commit returns the `Change` to invalidate before close() returns.
+
+use std::sync::atomic::Ordering;
+
+use super::Mount;
+use super::attr::Attr;
+use super::change::Change;
+use super::counters::bump;
+use super::error::{FsError, FsResult};
+use super::handles::Handle;
+use super::nodes::Kind;
+use super::writer::Writer;
+use crate::store::{Version, layout};
+
+/// An open file: its handle (0: none, reads go to the node) and how the
+/// kernel must treat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    pub direct_io: bool,
+    pub keep_cache: bool,
+    pub noflush: bool,
+}
+
+impl Opened {
+    fn direct(fh: u64) -> Opened {
+        Opened {
+            fh,
+            direct_io: true,
+            keep_cache: false,
+            noflush: false,
+        }
+    }
+}
+
+impl Mount<'_> {
+    /// Commits a writer and says what the kernel must forget.
+    fn commit(&self, w: &mut Writer) -> FsResult<Change> {
+        let fs = self.fs;
+        let before: Vec<Vec<u8>> = w.tags().to_vec();
+        let result = w.commit(self.store(), fs.opts.default_ttl);
+        let version = match result {
+            Ok(v) => v,
+            Err(e) => {
+                bump(&fs.counters.commit_errors);
+                return Err(e.into());
+            }
+        };
+        bump(&fs.counters.commits);
+        if let Some(Kind::Entry(node)) = self.state().nodes.lock().unwrap().get(w.node)
+            && node.ino == version.meta.ino
+        {
+            let mut state = node.state.lock().unwrap();
+            state.pending = false;
+            state.meta = version.meta.clone();
+        }
+        let after = version.meta.tags().to_vec();
+        let mut change = Change::entry(&w.name, before.into_iter().chain(after.iter().cloned()));
+        change.tags = after;
+        Ok(change)
+    }
+
+    /// `open`: a read open of an entry (or `.stats`), or a write open with a
+    /// private draft. `flags` are open(2)'s.
+    pub fn open(&self, pid: u32, id: u64, flags: i32) -> FsResult<Opened> {
+        let fs = self.fs;
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        let node = match self.kind(id)? {
+            Kind::Stats if !read_only => return Err(FsError::ReadOnly),
+            Kind::Stats => {
+                let fh = self.new_handle(Handle::Stats(fs.stats_json().into_bytes()));
+                return Ok(Opened::direct(fh));
+            }
+            Kind::Entry(node) => node,
+            _ => return Err(FsError::IsDir),
+        };
+        if read_only {
+            // The hit path: no copy of the node's state, one fstat.
+            let (pending, live) = {
+                let mut state = node.state.lock().unwrap();
+                let live = !state.pending && !node.stale_view && {
+                    self.store().restat(&node.file, &mut state.meta)?;
+                    state.meta.is_live()
+                };
+                (state.pending, live)
+            };
+            if pending {
+                return Ok(Opened::direct(0));
+            }
+            if node.stale_view {
+                bump(&fs.counters.stale_reads);
+                return Ok(Opened {
+                    fh: 0,
+                    direct_io: false,
+                    keep_cache: true,
+                    noflush: true,
+                });
+            }
+            // A version replaced by a commit this open raced with is still
+            // served (whole: versions never change); an invalidated one is
+            // gone.
+            if live || self.target(&node)?.is_some() {
+                bump(&fs.counters.hits);
+                return Ok(Opened {
+                    noflush: true,
+                    ..Opened::direct(0)
+                });
+            }
+            bump(&fs.counters.misses);
+            return Err(FsError::NotFound);
+        }
+        if node.stale_view {
+            return Err(FsError::ReadOnly);
+        }
+        self.writable()?;
+        let state = node.state();
+        // The tag directories the current version is linked in are held
+        // from now on: a commit keeping its tags links into those very
+        // directories, so an rmdir in between is never undone.
+        let current = match self.store().open_live(&state.name)? {
+            Some(v) => self.store().hold_tag_dirs(&v)?.map(|held| (v, held)),
+            None => None,
+        };
+        let append = flags & libc::O_APPEND != 0;
+        let w = Writer::open(id, &state.name, pid, append, current);
+        Ok(Opened::direct(self.new_handle(Handle::Writer(Box::new(w)))))
+    }
+
+    /// `create`: a new name in `keys/`, invisible to others until its
+    /// commit. `O_EXCL` takes the entry's single-flight lock.
+    pub fn create(&self, pid: u32, parent: u64, name: &[u8], flags: i32) -> FsResult<(Attr, u64)> {
+        match self.kind(parent)? {
+            Kind::Keys => {}
+            Kind::Stale => return Err(FsError::ReadOnly),
+            _ => return Err(FsError::NotPermitted("files are created in keys/ only")),
+        }
+        self.writable()?;
+        layout::check_name(name)?;
+        let store = self.store();
+        let lock = if flags & libc::O_EXCL != 0 {
+            if store.open_live(name)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            Some(store.try_lock(name)?.ok_or(FsError::Exists)?)
+        } else {
+            None
+        };
+        let draft = store.new_draft()?;
+        let file = draft
+            .file()
+            .try_clone()
+            .map_err(|e| crate::store::Error::Io {
+                path: "a new draft".into(),
+                source: e,
+            })?;
+        let meta = store.refresh(&file)?;
+        let (id, node) =
+            self.state()
+                .nodes
+                .lock()
+                .unwrap()
+                .entry(Version { file, meta }, name, false, true);
+        let append = flags & libc::O_APPEND != 0;
+        let w = Writer::created(id, name, pid, append, draft, lock);
+        let fh = self.new_handle(Handle::Writer(Box::new(w)));
+        Ok((self.fs.entry_attr(id, &node.state(), false), fh))
+    }
+
+    /// `read`: from a handle's draft or snapshot, or from the node's version.
+    pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        // Readers and the fast view carry no handle: no table lookup then.
+        if let Some(h) = (fh != 0).then(|| self.handle(fh)).flatten() {
+            return match &mut *h.lock().unwrap() {
+                Handle::Writer(w) => Ok(w.read(self.store(), offset, size)?),
+                Handle::Stats(data) => {
+                    let start = (offset as usize).min(data.len());
+                    let end = (start + size as usize).min(data.len());
+                    Ok(data[start..end].to_vec())
+                }
+                Handle::Dir(_) => Err(FsError::IsDir),
+            };
+        }
+        let node = self.entry_node(id)?;
+        crate::store::read_at(&node.file, offset, size).map_err(|source| {
+            FsError::Store(crate::store::Error::Io {
+                path: format!("reading {}", layout::lossy(&node.name())),
+                source,
+            })
+        })
+    }
+
+    /// `write`: into the handle's private draft.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], owner: Option<u64>) -> FsResult<u32> {
+        let h = self.handle(fh).ok_or(FsError::BadHandle)?;
+        let mut h = h.lock().unwrap();
+        let Handle::Writer(w) = &mut *h else {
+            return Err(FsError::BadHandle);
+        };
+        let n = w.write(self.store(), offset, data, owner)?;
+        self.fs
+            .counters
+            .bytes_written
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n as u32)
+    }
+
+    /// `flush` (each close of a descriptor): commits when the writer says
+    /// this close does; its error is close()'s.
+    pub fn flush(&self, fh: u64, owner: u64, pid: u32) -> FsResult<Option<Change>> {
+        let Some(h) = self.handle(fh) else {
+            return Ok(None);
+        };
+        let mut h = h.lock().unwrap();
+        let Handle::Writer(w) = &mut *h else {
+            return Ok(None);
+        };
+        if !w.commits_at_flush(owner, pid) {
+            return Ok(None);
+        }
+        self.commit(w).map(Some)
+    }
+
+    /// `release` (the last close): commits what is left. Nobody waits for
+    /// its answer, so an error here can only be logged and counted.
+    pub fn release(&self, fh: u64) -> FsResult<Option<Change>> {
+        let Some(h) = self.take_handle(fh) else {
+            return Ok(None);
+        };
+        let mut h = h.lock().unwrap();
+        match &mut *h {
+            Handle::Writer(w) if w.commits_at_release() => self.commit(w).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// `fsync`: versions are not synced (a cache may lose entries at a
+    /// power loss); nothing to do.
+    pub fn fsync(&self, _fh: u64) -> FsResult<()> {
+        Ok(())
+    }
+}
