@@ -1,0 +1,49 @@
+"""What every part of the benchmark driver shares: the sizes of a full and
+a --quick run, how entries are named and filled, and the progress log."""
+
+import sys
+import time
+
+FULL = dict(
+    hot=10_000,  # 4 KiB entries hit at random
+    big=64 << 20,  # the sequential-read entry
+    rm_entries=10_000,  # entries of the tag removed by rmdir
+    first_sight=20_000,  # unique absent names per run
+    seconds=1.0,  # one throughput run
+    runs=3,  # best of
+    sizes=[1_000, 100_000, 1_000_000],  # store sizes of the scale rows
+    ls_sizes=[1_000, 100_000],  # store sizes of the ls -l rows
+    probe_ops=1_000,  # ops per request-count probe
+)
+QUICK = dict(
+    hot=1_000,
+    big=8 << 20,
+    rm_entries=1_000,
+    first_sight=1_000,
+    seconds=0.1,
+    runs=3,
+    sizes=[200, 1_000, 2_000],
+    ls_sizes=[1_000],
+    probe_ops=100,
+)
+ENTRY = 4096
+FILLER = 64  # size of the filler entries of the scale stores
+SEED = 6
+
+
+def content(i, size):
+    """Entry i's bytes, as examples/populate.rs and floorfs make them."""
+    start = (i * 31) % 251
+    period = bytes((start + j) % 251 for j in range(251))
+    return (period * (size // 251 + 1))[:size]
+
+
+def name(prefix, i):
+    return f"{prefix}{i:07d}"
+
+
+T0 = time.monotonic()
+
+
+def log(*a):
+    print(f"[{time.monotonic() - T0:5.0f} s]", *a, file=sys.stderr, flush=True)

@@ -1,0 +1,212 @@
+"""What is measured, and how: the loops a worker runs for a given time
+(hits, misses, diskcache gets), the processes that run them together
+(run_procs), the interleaved best of N (best_of), and the one-shot reads,
+listings and checks the rows time or rely on."""
+
+import json
+import os
+import random
+import time
+import traceback
+
+from params import content, name
+
+perf = time.perf_counter
+
+
+def run_procs(factory, nproc, seconds):
+    """ops/s of `nproc` processes running factory(k)(seconds) together.
+
+    factory(k) is called in the process that runs it (after fork), so each
+    process opens its own descriptors and diskcache connection."""
+    if nproc == 1:
+        n, dt = factory(0)(seconds)
+        return n / dt
+    go_r, go_w = os.pipe()
+    kids = []
+    for k in range(nproc):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(r)
+                os.close(go_w)
+                fn = factory(k)
+                os.write(w, b"r")
+                os.read(go_r, 1)
+                n, dt = fn(seconds)
+                os.write(w, json.dumps([n, dt]).encode())
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(w)
+        kids.append((pid, r))
+    os.close(go_r)
+    for _, r in kids:
+        os.read(r, 1)
+    os.write(go_w, b"g" * nproc)
+    os.close(go_w)
+    total = 0.0
+    for pid, r in kids:
+        data = b""
+        while chunk := os.read(r, 4096):
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        if not data:
+            raise RuntimeError("a worker process failed")
+        n, dt = json.loads(data)
+        total += n / dt
+    return total
+
+
+def best_of(args, targets, measure):
+    """Runs measure(target, run) for every target, interleaved, args.runs
+    times; returns {target: best}."""
+    results = {t: [] for t in targets}
+    for r in range(args.runs):
+        for t in targets:
+            results[t].append(measure(t, r))
+    return {t: max(v) for t, v in results.items()}
+
+
+CHUNK = 500
+
+
+def loop_paths(paths, body):
+    """A worker that calls body(chunk) over `paths` (cycled) for `seconds`."""
+
+    def run(seconds):
+        n, i, total = 0, 0, len(paths)
+        t0 = perf()
+        end = t0 + seconds
+        while True:
+            body(paths[i : i + CHUNK])
+            n += CHUNK
+            i = (i + CHUNK) % total
+            if perf() >= end:
+                return n, perf() - t0
+
+    return run
+
+
+def hit_body(chunk):
+    op, rd, cl, fl = os.open, os.read, os.close, os.O_RDONLY
+    for p in chunk:
+        fd = op(p, fl)
+        rd(fd, 8192)
+        cl(fd)
+
+
+def miss_body(chunk):
+    op, fl = os.open, os.O_RDONLY
+    for p in chunk:
+        try:
+            fd = op(p, fl)
+        except FileNotFoundError:
+            continue
+        os.close(fd)
+        raise RuntimeError(f"{p} exists")
+
+
+def random_paths(root, prefix, count, k, seed):
+    rng = random.Random(seed * 1000 + k)
+    picks = [rng.randrange(count) for _ in range(max(20_000, CHUNK * 4))]
+    picks = picks[: len(picks) // CHUNK * CHUNK]
+    return [os.fsencode(os.path.join(root, "keys", name(prefix, i))) for i in picks]
+
+
+def open_diskcache(path):
+    import diskcache
+
+    return diskcache.Cache(path, tag_index=True)
+
+
+def dc_get_worker(path, keys, expect_hit):
+    cache = open_diskcache(path)
+    get = cache.get
+
+    def body(chunk):
+        for key in chunk:
+            v = get(key)
+            if (v is None) == expect_hit:
+                raise RuntimeError(f"diskcache {key}: unexpected {v!r:.20}")
+
+    return loop_paths(keys, body)
+
+
+def dc_keys(prefix, count, k, seed):
+    rng = random.Random(seed * 1000 + k)
+    picks = [rng.randrange(count) for _ in range(20_000)]
+    return [name(prefix, i) for i in picks]
+
+
+def warm(paths, size=None):
+    """Reads every path once (so names, attributes and pages are cached)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        data = os.read(fd, 8192)
+        os.close(fd)
+        if size is not None and len(data) != size:
+            raise RuntimeError(f"{p}: {len(data)} bytes, expected {size}")
+
+
+def check_content(root, prefix, indexes, size):
+    for i in indexes:
+        p = os.path.join(root, "keys", name(prefix, i))
+        fd = os.open(p, os.O_RDONLY)
+        data = b""
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
+        os.close(fd)
+        if data != content(i, size):
+            raise RuntimeError(f"{p}: wrong content")
+
+
+def opens(path):
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def read_whole(path, size):
+    t = perf()
+    fd = os.open(path, os.O_RDONLY)
+    n = 0
+    while chunk := os.read(fd, 1 << 20):
+        n += len(chunk)
+    os.close(fd)
+    dt = perf() - t
+    if n != size:
+        raise RuntimeError(f"{path}: read {n} bytes, expected {size}")
+    return size / (1 << 20) / dt
+
+
+def ls_l(path):
+    """readdir + lstat of every name (what `ls -l` does, without printing)."""
+    n = 0
+    with os.scandir(path) as it:
+        for e in it:
+            e.stat(follow_symlinks=False)
+            n += 1
+    return n
+
+
+def walk_store(data_dir):
+    """The same listing natively: every key file of STORE/data/AA/BB/, lstat'ed."""
+    n = 0
+    with os.scandir(data_dir) as aas:
+        for aa in aas:
+            with os.scandir(aa.path) as bbs:
+                for bb in bbs:
+                    with os.scandir(bb.path) as files:
+                        for f in files:
+                            f.stat(follow_symlinks=False)
+                            if f.name.startswith("key:"):
+                                n += 1
+    return n
