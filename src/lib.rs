@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod failpoint;
 pub mod fs;
 pub mod fuse;
 pub mod report;
