@@ -43,19 +43,21 @@ impl Opened {
 }
 
 impl Mount<'_> {
-    /// Commits a writer and says what the kernel must forget.
+    /// Commits a writer and says what the kernel must forget: the names of
+    /// the new version and of the one it replaced (whatever tags that one
+    /// had: the writer's old ones, or a concurrent commit's).
     fn commit(&self, w: &mut Writer) -> FsResult<Change> {
         let fs = self.fs;
         let before: Vec<Vec<u8>> = w.tags().to_vec();
-        let result = w.commit(self.store(), fs.opts.default_ttl);
-        let version = match result {
-            Ok(v) => v,
+        let published = match w.commit(self.store(), fs.opts.default_ttl) {
+            Ok(p) => p,
             Err(e) => {
                 bump(&fs.counters.commit_errors);
                 return Err(e.into());
             }
         };
         bump(&fs.counters.commits);
+        let version = &published.version;
         if let Some(Kind::Entry(node)) = self.state().nodes.lock().unwrap().get(w.node)
             && node.ino == version.meta.ino
         {
@@ -64,7 +66,14 @@ impl Mount<'_> {
             state.meta = version.meta.clone();
         }
         let after = version.meta.tags().to_vec();
-        let mut change = Change::entry(&w.name, before.into_iter().chain(after.iter().cloned()));
+        let replaced = published.replaced.iter().flat_map(|m| m.tags().to_vec());
+        let mut change = Change::entry(
+            &w.name,
+            before
+                .into_iter()
+                .chain(replaced)
+                .chain(after.iter().cloned()),
+        );
         change.tags = after;
         Ok(change)
     }

@@ -163,14 +163,24 @@ impl Mount<'_> {
         {
             return Err(FsError::NotFound);
         }
+        let noreplace = flags & RENAME_NOREPLACE != 0;
         let replaced = store.open_live(newname)?;
-        if flags & RENAME_NOREPLACE != 0 && replaced.is_some() {
+        if noreplace && replaced.is_some() {
             return Err(FsError::Exists);
         }
         if name == newname {
             return Ok(Change::default());
         }
-        let v = store.rename(name, newname)?;
+        crate::failpoint::check("rename.checked")?;
+        let renamed = if noreplace {
+            store.rename_noreplace(name, newname)
+        } else {
+            store.rename(name, newname)
+        };
+        let v = renamed.map_err(|e| match e.os_error() {
+            Some(libc::EEXIST) => FsError::Exists,
+            _ => e.into(),
+        })?;
         for mount in &self.fs.mounts {
             for node in mount.nodes.lock().unwrap().entries_of_ino(v.meta.ino) {
                 let mut state = node.state.lock().unwrap();

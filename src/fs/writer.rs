@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::store::{Commit, Draft, EntryLock, Result, Store, TagDir, Time, Version};
+use crate::store::{Commit, Draft, EntryLock, Published, Result, Store, TagDir, Time, Version};
 
 #[derive(Debug)]
 pub struct Writer {
@@ -215,7 +215,7 @@ impl Writer {
 
     /// Commits the version written so far. The descriptor stays usable: a
     /// later write starts a new draft from what was just committed.
-    pub fn commit(&mut self, store: &Store, default_ttl: u64) -> Result<Version> {
+    pub fn commit(&mut self, store: &Store, default_ttl: u64) -> Result<Published> {
         if let Some(errno) = self.lost {
             self.dirty = false;
             self.commit_at_release = false;
@@ -223,6 +223,7 @@ impl Writer {
             return Err(lost_err(errno));
         }
         self.draft(store)?;
+        crate::failpoint::check("writer.commit")?;
         let draft = self.draft.take().expect("made above");
         let ttl = self.ttl(default_ttl);
         let tags = self.tags().to_vec();
@@ -234,7 +235,7 @@ impl Writer {
         } else {
             (Vec::new(), &[][..])
         };
-        let result = store.commit(
+        let result = store.publish(
             draft,
             &Commit {
                 name: &self.name,
@@ -250,15 +251,16 @@ impl Writer {
         self.commit_at_release = false;
         self.write_owner = None;
         self.lock = None;
-        let version = result?;
-        self.held = store.hold_tag_dirs(&version)?.unwrap_or_default();
-        self.base = version.file.try_clone().ok();
-        self.size = version.meta.size;
+        let mut published = result?;
+        // From here on the version is committed: nothing may fail any more.
+        self.held = std::mem::take(&mut published.held);
+        self.base = published.version.file.try_clone().ok();
+        self.size = published.version.meta.size;
         self.inherited_tags = tags;
         self.inherited_ttl = Some(ttl);
         self.tags = None;
         self.expiry = None;
-        Ok(version)
+        Ok(published)
     }
 }
 

@@ -260,35 +260,48 @@ fn clean_key(
     if !dead || !sys::try_flock(version.as_fd(), true).at(shown)? {
         return Ok(());
     }
-    // Move it out, then make sure it is the inode judged dead: a commit may
-    // have renamed a new version onto the name in between, and that one is
-    // put back (unless an even newer one is there by then).
-    let reap = store.unique("reap");
-    match sys::renameat(bucket.as_fd(), file, store.tmp.as_fd(), &reap, 0) {
-        Ok(()) => {}
-        Err(e) if is_absent(&e) => return Ok(()),
-        Err(e) => return Err(e).at(shown),
-    }
-    let moved = sys::lstatat(store.tmp.as_fd(), &reap).at(|| store.show_tmp(&reap))?;
-    if moved.st_ino != meta.ino {
-        match sys::renameat(
-            store.tmp.as_fd(),
-            &reap,
-            bucket.as_fd(),
-            file,
-            libc::RENAME_NOREPLACE,
-        ) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(e).at(shown),
-        }
-    }
-    sys::unlinkat(store.tmp.as_fd(), &reap, false).at(|| store.show_tmp(&reap))?;
-    if moved.st_ino == meta.ino {
+    if reap(store, bucket.as_fd(), file, meta.ino, shown)? {
         report.entries += 1;
         report.bytes += meta.size;
     }
     Ok(())
+}
+
+/// Removes the version at `file` in `bucket` if it is still inode `ino`
+/// (judged dead by the caller); `true` if it was removed.
+///
+/// It is moved out first, then checked: a commit may have renamed a new
+/// version onto the name in between, and that one is put back (unless an
+/// even newer one is there by then).
+pub(super) fn reap(
+    store: &Store,
+    bucket: BorrowedFd,
+    file: &str,
+    ino: u64,
+    shown: impl Fn() -> String,
+) -> Result<bool> {
+    let reap = store.unique("reap");
+    match sys::renameat(bucket, file, store.tmp.as_fd(), &reap, 0) {
+        Ok(()) => {}
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(e).at(&shown),
+    }
+    let moved = sys::lstatat(store.tmp.as_fd(), &reap).at(|| store.show_tmp(&reap))?;
+    if moved.st_ino != ino {
+        match sys::renameat(
+            store.tmp.as_fd(),
+            &reap,
+            bucket,
+            file,
+            libc::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e).at(&shown),
+        }
+    }
+    sys::unlinkat(store.tmp.as_fd(), &reap, false).at(|| store.show_tmp(&reap))?;
+    Ok(moved.st_ino == ino)
 }
 
 pub(super) fn stats(store: &Store) -> Result<StoreStats> {

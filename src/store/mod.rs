@@ -194,6 +194,17 @@ pub struct Version {
     pub meta: Meta,
 }
 
+/// What a commit published: the new version, the tag directories it is
+/// linked in (held, see `hold_tag_dirs`), and the version it replaced at
+/// the key path, if any (exactly that one, also when it was a concurrent
+/// commit's).
+#[derive(Debug)]
+pub struct Published {
+    pub version: Version,
+    pub held: Vec<TagDir>,
+    pub replaced: Option<Meta>,
+}
+
 /// A version being written: a file in `tmp/`, flocked while it lives so that
 /// cleanup leaves it alone, removed on drop unless committed.
 #[derive(Debug)]
@@ -425,7 +436,14 @@ impl Store {
     }
 
     /// Commits `draft` as the new version of `c.name`; returns it, open.
-    pub fn commit(&self, mut draft: Draft, c: &Commit) -> Result<Version> {
+    pub fn commit(&self, draft: Draft, c: &Commit) -> Result<Version> {
+        self.publish(draft, c).map(|p| p.version)
+    }
+
+    /// Commits `draft` as the new version of `c.name`: links it into each
+    /// tag directory, sets its expiry and puts it at the key path. Nothing
+    /// that can fail runs after it is published.
+    pub fn publish(&self, mut draft: Draft, c: &Commit) -> Result<Published> {
         layout::check_name(c.name)?;
         for tag in c.tags {
             layout::check_tag(tag)?;
@@ -442,10 +460,10 @@ impl Store {
         let (ss, link) = layout::tag_link(nlink, ino);
         let carried = c.carried;
 
-        let mut linked: Vec<OwnedFd> = Vec::new();
-        let undo = |linked: &[OwnedFd]| {
-            for dir in linked {
-                let _ = sys::unlinkat(dir.as_fd(), &link, false);
+        let mut linked: Vec<(TagDir, OwnedFd)> = Vec::new();
+        let undo = |linked: &[(TagDir, OwnedFd)]| {
+            for (_, ss_dir) in linked {
+                let _ = sys::unlinkat(ss_dir.as_fd(), &link, false);
             }
         };
         for tag in c.tags {
@@ -456,7 +474,7 @@ impl Store {
                 None => self.link_into_tag(&draft, tag, &ss, &link, carried, c.replaces),
             };
             match result {
-                Ok(dir) => linked.push(dir),
+                Ok(dirs) => linked.push(dirs),
                 Err(e) => {
                     undo(&linked);
                     return Err(e);
@@ -473,27 +491,89 @@ impl Store {
             }
         }
         let key = layout::key_path(c.name);
-        let result = sys::set_mtime(draft.file.as_fd(), c.expiry.sec, c.expiry.nsec)
-            .at(shown_draft)
-            .and_then(|()| sys::mkdir_all(self.data.as_fd(), &key.dir).at(|| self.show(&key.dir)))
-            .and_then(|dir| {
-                sys::renameat(self.tmp.as_fd(), &draft.name, dir.as_fd(), &key.file, 0)
-                    .at(|| self.show(&key.path()))
-            });
-        if let Err(e) = result {
-            undo(&linked);
-            return Err(e);
-        }
+        let file = draft.file.try_clone().at(shown_draft);
+        let result = file.and_then(|file| {
+            sys::set_mtime(draft.file.as_fd(), c.expiry.sec, c.expiry.nsec).at(shown_draft)?;
+            let dir = sys::mkdir_all(self.data.as_fd(), &key.dir).at(|| self.show(&key.dir))?;
+            let replaced = self.put_at_key(&draft.name, dir.as_fd(), &key)?;
+            Ok((file, replaced))
+        });
+        let (file, replaced) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                undo(&linked);
+                return Err(e);
+            }
+        };
         draft.committed = true;
         // The draft's lock kept cleanup off its half-linked state; a committed
         // version is cleanup's to judge.
         let _ = nix_unlock(draft.file.as_fd());
-        let file = draft.file.try_clone().at(|| self.show(&key.path()))?;
-        let meta = self.meta_of(file.as_fd(), || self.show(&key.path()))?;
-        Ok(Version { file, meta })
+        let st = sys::fstat(file.as_fd()).ok();
+        let meta = Meta {
+            ino,
+            regular: true,
+            size: st.map_or(0, |st| st.st_size as u64),
+            blocks: st.map_or(0, |st| st.st_blocks as u64),
+            nlink: st.map_or(nlink, |st| st.st_nlink),
+            expiry: c.expiry,
+            record: Some(record),
+        };
+        Ok(Published {
+            version: Version { file, meta },
+            held: linked.into_iter().map(|(dir, _)| dir).collect(),
+            replaced,
+        })
     }
 
-    /// Links the draft into `tag`'s directory; returns the `SS` directory.
+    /// Moves draft `tmp/<draft>` onto the key path. The version it replaces
+    /// is swapped out into the draft's place first, so that exactly that
+    /// version's metadata is known (a concurrent commit's tags are
+    /// invalidated too), and then removed from there. A file system without
+    /// `renameat2` flags (GlusterFS) gets a look, then a plain rename.
+    fn put_at_key(
+        &self,
+        draft: &str,
+        dir: BorrowedFd,
+        key: &layout::Sharded,
+    ) -> Result<Option<Meta>> {
+        let shown = || self.show(&key.path());
+        let tmp = self.tmp.as_fd();
+        let meta_at = |dir: BorrowedFd, name: &str| {
+            sys::open_file(dir, name)
+                .ok()
+                .and_then(|f| self.meta_of(f.as_fd(), shown).ok())
+                .filter(|m| m.regular)
+        };
+        let unsupported = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        loop {
+            let swapped = sys::renameat(tmp, draft, dir, &key.file, libc::RENAME_EXCHANGE);
+            match swapped {
+                Ok(()) => {
+                    let replaced = meta_at(tmp, draft);
+                    let _ = sys::unlinkat(tmp, draft, false);
+                    return Ok(replaced);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    match sys::renameat(tmp, draft, dir, &key.file, libc::RENAME_NOREPLACE) {
+                        Ok(()) => return Ok(None),
+                        // A commit got there first: swap with it.
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                        Err(e) if unsupported(&e) => break,
+                        Err(e) => return Err(e).at(shown),
+                    }
+                }
+                Err(e) if unsupported(&e) => break,
+                Err(e) => return Err(e).at(shown),
+            }
+        }
+        let replaced = meta_at(dir, &key.file);
+        sys::renameat(tmp, draft, dir, &key.file, 0).at(shown)?;
+        Ok(replaced)
+    }
+
+    /// Links the draft into `tag`'s directory; returns that directory and
+    /// its `SS` directory.
     fn link_into_tag(
         &self,
         draft: &Draft,
@@ -502,7 +582,7 @@ impl Store {
         link: &str,
         carried: bool,
         replaces: Option<&Version>,
-    ) -> Result<OwnedFd> {
+    ) -> Result<(TagDir, OwnedFd)> {
         let tag_rel = layout::tag_path(tag).path();
         let shown = || self.show(&format!("{tag_rel}/{ss}/{link}"));
         // A removed directory (ENOENT on link) means an rmdir won the race:
@@ -540,7 +620,13 @@ impl Store {
                 other => other.at(shown)?,
             };
             match link_replacing(draft, ss_dir.as_fd(), link) {
-                Ok(()) => return Ok(ss_dir),
+                Ok(()) => {
+                    let held = TagDir {
+                        tag: tag.to_vec(),
+                        dir: tag_dir,
+                    };
+                    return Ok((held, ss_dir));
+                }
                 Err(e) if is_absent(&e) && carried => {
                     return Err(Error::Invalidated(lossy(tag)));
                 }
@@ -551,14 +637,15 @@ impl Store {
         Err(Error::Invalidated(lossy(tag)))
     }
 
-    /// Links the draft into a held tag directory; returns the `SS` directory.
+    /// Links the draft into a held tag directory; returns that directory
+    /// (held again) and its `SS` directory.
     fn link_into_held(
         &self,
         draft: &Draft,
         held: &TagDir,
         ss: &str,
         link: &str,
-    ) -> Result<OwnedFd> {
+    ) -> Result<(TagDir, OwnedFd)> {
         let shown = || {
             format!(
                 "{}/{ss}/{link} (tag {})",
@@ -567,12 +654,16 @@ impl Store {
             )
         };
         let gone = || Error::Invalidated(lossy(&held.tag));
+        let again = TagDir {
+            tag: held.tag.clone(),
+            dir: held.dir.try_clone().at(shown)?,
+        };
         let ss_dir = match sys::mkdir_all(held.dir.as_fd(), ss) {
             Err(e) if is_absent(&e) => return Err(gone()),
             other => other.at(shown)?,
         };
         match link_replacing(draft, ss_dir.as_fd(), link) {
-            Ok(()) => Ok(ss_dir),
+            Ok(()) => Ok((again, ss_dir)),
             Err(e) if is_absent(&e) => Err(gone()),
             Err(e) => Err(e).at(shown),
         }
@@ -583,6 +674,7 @@ impl Store {
     /// where an `invalidate_tag` of them will find it. `None` when a tag
     /// has no such directory any more: the version was invalidated.
     pub fn hold_tag_dirs(&self, version: &Version) -> Result<Option<Vec<TagDir>>> {
+        crate::failpoint::check("hold_tag_dirs")?;
         let tags = version.meta.tags();
         let (ss, link) = layout::tag_link(tags.len() as u64 + 1, version.meta.ino);
         let mut held = Vec::with_capacity(tags.len());
@@ -656,6 +748,16 @@ impl Store {
 
     /// Renames live entry `from` to `to`, in place: same inode, tags, expiry.
     pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<Version> {
+        self.rename_entry(from, to, false)
+    }
+
+    /// Renames like `rename`, but never replaces a live version at `to`
+    /// (EEXIST), also one committed during the call; a dead one goes.
+    pub fn rename_noreplace(&self, from: &[u8], to: &[u8]) -> Result<Version> {
+        self.rename_entry(from, to, true)
+    }
+
+    fn rename_entry(&self, from: &[u8], to: &[u8], noreplace: bool) -> Result<Version> {
         layout::check_name(to)?;
         let v = self
             .open_live(from)?
@@ -663,15 +765,81 @@ impl Store {
         let (src, dst) = (layout::key_path(from), layout::key_path(to));
         let src_dir = sys::open_dir(self.data.as_fd(), &src.dir).at(|| self.show(&src.dir))?;
         let dst_dir = sys::mkdir_all(self.data.as_fd(), &dst.dir).at(|| self.show(&dst.dir))?;
-        if let Some(mut record) = v.meta.record.clone() {
-            record.name = to.to_vec();
-            sys::fsetxattr(v.file.as_fd(), RECORD, &record.encode())
-                .at(|| self.show(&src.path()))?;
+        let set_name = |record: &Record, name: &[u8]| {
+            let mut record = record.clone();
+            record.name = name.to_vec();
+            sys::fsetxattr(v.file.as_fd(), RECORD, &record.encode()).at(|| self.show(&src.path()))
+        };
+        if let Some(record) = &v.meta.record {
+            set_name(record, to)?;
         }
-        sys::renameat(src_dir.as_fd(), &src.file, dst_dir.as_fd(), &dst.file, 0)
-            .at(|| self.show(&src.path()))?;
+        let moved = if noreplace {
+            self.move_unless_live(&src, src_dir.as_fd(), &dst, dst_dir.as_fd())
+        } else {
+            sys::renameat(src_dir.as_fd(), &src.file, dst_dir.as_fd(), &dst.file, 0)
+        };
+        if let Err(e) = moved {
+            // Still at `from`: its record names it again.
+            if let Some(record) = &v.meta.record {
+                let _ = set_name(record, from);
+            }
+            return Err(e).at(|| self.show(&src.path()));
+        }
         let meta = self.refresh(&v.file)?;
         Ok(Version { file: v.file, meta })
+    }
+
+    /// Renames `src` to `dst` unless a live version is there (EEXIST); a
+    /// dead one at `dst` goes. Without `renameat2` flags (GlusterFS), a look
+    /// first, then a plain rename.
+    fn move_unless_live(
+        &self,
+        src: &layout::Sharded,
+        src_dir: BorrowedFd,
+        dst: &layout::Sharded,
+        dst_dir: BorrowedFd,
+    ) -> std::io::Result<()> {
+        let exists = || std::io::Error::from_raw_os_error(libc::EEXIST);
+        for _ in 0..8 {
+            match sys::renameat(
+                src_dir,
+                &src.file,
+                dst_dir,
+                &dst.file,
+                libc::RENAME_NOREPLACE,
+            ) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    if self.live_at(dst_dir, &dst.file) {
+                        return Err(exists());
+                    }
+                    return sys::renameat(src_dir, &src.file, dst_dir, &dst.file, 0);
+                }
+                other => return other,
+            }
+            let dead = sys::open_file(dst_dir, &dst.file)
+                .ok()
+                .and_then(|f| self.meta_of(f.as_fd(), || self.show(&dst.path())).ok());
+            match dead {
+                Some(m) if m.is_live() || !m.regular => return Err(exists()),
+                Some(m) => {
+                    let shown = || self.show(&dst.path());
+                    cleanup::reap(self, dst_dir, &dst.file, m.ino, shown).map_err(|e| match e {
+                        Error::Io { source, .. } => source,
+                        e => std::io::Error::other(e.to_string()),
+                    })?;
+                }
+                None => {}
+            }
+        }
+        Err(exists())
+    }
+
+    fn live_at(&self, dir: BorrowedFd, file: &str) -> bool {
+        sys::open_file(dir, file)
+            .ok()
+            .and_then(|f| self.meta_of(f.as_fd(), String::new).ok())
+            .is_some_and(|m| m.regular && m.is_live())
     }
 
     /// Creates an empty tag; `false` if it existed.
