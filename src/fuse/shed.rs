@@ -30,18 +30,26 @@ impl Kernel {
         // Counted again off the notifier thread, whose queue also holds
         // replies that must not wait.
         let again = move || {
-            let _ = std::thread::Builder::new()
-                .name("shed".into())
-                .spawn(move || {
-                    // Give the kernel's forgets a moment, and longer when open
-                    // files keep the kernel from forgetting.
-                    std::thread::sleep(Duration::from_millis(5));
-                    if kernel.fs.entry_nodes() >= total {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    kernel.shedding.store(false, Ordering::SeqCst);
-                    kernel.shed_nodes();
-                });
+            let recheck = kernel.clone();
+            let spawned = crate::failpoint::hit("spawn.shed").and_then(|()| {
+                std::thread::Builder::new()
+                    .name("shed".into())
+                    .spawn(move || {
+                        // Give the kernel's forgets a moment, and longer when
+                        // open files keep the kernel from forgetting.
+                        std::thread::sleep(Duration::from_millis(5));
+                        if recheck.fs.entry_nodes() >= total {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        recheck.shedding.store(false, Ordering::SeqCst);
+                        recheck.shed_nodes();
+                    })
+            });
+            if let Err(e) = spawned {
+                // The next lookup starts a new round.
+                log::warn!("no thread to count shed nodes from: {e}");
+                kernel.shedding.store(false, Ordering::SeqCst);
+            }
         };
         self.notify.queue(invals, Some(Box::new(again)));
     }
