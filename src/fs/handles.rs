@@ -15,23 +15,38 @@ pub(super) enum Handle {
     Dir(Listing),
 }
 
+/// A handle in the table, with what finding a writer needs kept outside
+/// the handle's own lock (which a commit holds through its I/O).
+#[derive(Debug)]
+pub(super) struct Slot {
+    /// For a writer: the node it writes and the process that opened it.
+    writer_of: Option<(u64, u32)>,
+    handle: Arc<Mutex<Handle>>,
+}
+
 impl Mount<'_> {
     pub(super) fn new_handle(&self, h: Handle) -> u64 {
         let fh = self.fs.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.state()
-            .handles
-            .lock()
-            .unwrap()
-            .insert(fh, Arc::new(Mutex::new(h)));
+        let writer_of = match &h {
+            Handle::Writer(w) => Some((w.node, w.pid)),
+            _ => None,
+        };
+        let slot = Slot {
+            writer_of,
+            handle: Arc::new(Mutex::new(h)),
+        };
+        self.state().handles.lock().unwrap().insert(fh, slot);
         fh
     }
 
     pub(super) fn handle(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
-        self.state().handles.lock().unwrap().get(&fh).cloned()
+        let handles = self.state().handles.lock().unwrap();
+        handles.get(&fh).map(|s| s.handle.clone())
     }
 
     pub(super) fn take_handle(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
-        self.state().handles.lock().unwrap().remove(&fh)
+        let slot = self.state().handles.lock().unwrap().remove(&fh);
+        slot.map(|s| s.handle)
     }
 
     /// The writer of node `id` opened by process `pid`, if any: requests
@@ -43,11 +58,11 @@ impl Mount<'_> {
         let handles = self.state().handles.lock().unwrap();
         handles
             .iter()
-            .filter(|(_, h)| {
-                matches!(&*h.lock().unwrap(), Handle::Writer(w)
-                    if w.node == id && pid.is_none_or(|p| p == w.pid))
+            .filter(|(_, s)| {
+                s.writer_of
+                    .is_some_and(|(node, p)| node == id && pid.is_none_or(|pid| pid == p))
             })
             .max_by_key(|(fh, _)| **fh)
-            .map(|(_, h)| h.clone())
+            .map(|(_, s)| s.handle.clone())
     }
 }

@@ -43,7 +43,6 @@ pub use listing::{DirEntry, DirectoryReplier};
 pub use lookup::Lookup;
 pub use xattr::{SetAttr, SetTime};
 
-use handles::Handle;
 use nodes::{EntryNode, Kind, Nodes};
 
 use crate::store::Store;
@@ -72,7 +71,7 @@ pub struct Options {
 struct MountState {
     fast: bool,
     nodes: Mutex<Nodes>,
-    handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    handles: Mutex<HashMap<u64, handles::Slot>>,
 }
 
 /// State shared by the mounts of one daemon.
