@@ -30,10 +30,15 @@ pub enum Lookup {
 }
 
 impl Mount<'_> {
-    /// `lookup`: one more kernel reference to the node found, if any.
+    /// `lookup`: one more kernel reference to the node found, if any. A
+    /// name absent from `keys/` or `tags/t/` is a miss.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Lookup> {
         let parent = self.kind(parent)?;
-        self.resolve(&parent, name)
+        let found = self.resolve(&parent, name)?;
+        if matches!(parent, Kind::Keys | Kind::Tag(_)) && matches!(found, Lookup::Negative(_)) {
+            bump(&self.fs.counters.misses);
+        }
+        Ok(found)
     }
 
     /// The kernel dropped `n` references to node `id`.
@@ -103,10 +108,7 @@ impl Mount<'_> {
                 };
                 match version {
                     Some(v) => Ok(self.node_for(v, name, false)),
-                    None => {
-                        bump(&fs.counters.misses);
-                        Ok(Lookup::Negative(fs.opts.cache_timeout))
-                    }
+                    None => Ok(Lookup::Negative(fs.opts.cache_timeout)),
                 }
             }
             Kind::Tags => {
