@@ -74,8 +74,8 @@ pub struct MountArgs {
     #[arg(long, value_name = "PATH")]
     pub read_mount: Option<PathBuf>,
     /// The most entries the kernel may hold a node for, over the daemon's
-    /// mounts (each costs the daemon an open file); past it the daemon
-    /// makes the kernel forget the oldest. Default: from the open-file limit.
+    /// mounts (each costs the daemon about 200 bytes); past it the daemon
+    /// makes the kernel forget the least recently used. Default: 1048576.
     #[arg(long, value_name = "N")]
     pub max_nodes: Option<usize>,
     /// Write the daemon's log here (it goes nowhere in the background

@@ -128,8 +128,9 @@ fn serve(
         default_ttl: config.default_expire,
         cache_timeout: config.cache_timeout,
         read_only: config.read_only,
-        max_nodes: config.max_nodes.unwrap_or_else(os::default_max_nodes),
+        max_nodes: config.max_nodes.unwrap_or(crate::fs::DEFAULT_MAX_NODES),
     };
+    os::raise_open_file_limit();
     log::info!("at most {} entry nodes", opts.max_nodes);
     let kernel = Kernel::new(Fs::new(store, opts, config.read_mount.is_some()));
     let mut mounts = vec![(

@@ -54,10 +54,9 @@ pub(super) fn abort_connection(conn: &str) {
     let _ = std::fs::write(&abort, "1");
 }
 
-/// Raises the soft open-file limit to the hard one (each entry node the
-/// kernel holds is an open file), keeping room for drafts, directories and
-/// the store itself; the mounts share what is left.
-pub(super) fn default_max_nodes() -> usize {
+/// Raises the soft open-file limit to the hard one: every open read or
+/// write descriptor of a client holds a file of the daemon.
+pub(super) fn raise_open_file_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -67,13 +66,8 @@ pub(super) fn default_max_nodes() -> usize {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    let files = usize::try_from(lim.rlim_cur)
-        .unwrap_or(usize::MAX)
-        .min(1 << 24);
-    files.saturating_sub(1024).max(256)
 }
 
 /// Unmounts one of our mounts: the system call as root, fusermount3

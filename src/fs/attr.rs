@@ -9,8 +9,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::Fs;
-use super::nodes::{EntryState, STALE, STATS};
-use crate::store::Meta;
+use super::nodes::{EntryNode, STALE, STATS};
+use crate::store::Time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -41,24 +41,24 @@ pub struct Entry {
 }
 
 impl Fs {
-    /// How long the kernel may cache the name and attributes of `meta`.
-    pub(super) fn ttl(&self, meta: &Meta) -> Duration {
-        let left = meta.expiry.secs_from_now();
+    /// How long the kernel may cache the name and attributes of an entry
+    /// that expires at `expiry`.
+    pub(super) fn ttl(&self, expiry: Time) -> Duration {
+        let left = expiry.secs_from_now();
         self.opts
             .cache_timeout
             .min(Duration::from_secs_f64(left.min(1e9)))
     }
 
-    pub(super) fn entry_attr(&self, id: u64, state: &EntryState, stale_view: bool) -> Attr {
-        let m = &state.meta;
+    pub(super) fn entry_attr(&self, id: u64, node: &EntryNode) -> Attr {
         Attr {
             id,
-            size: m.size,
-            blocks: m.blocks,
-            time: m.expiry.to_system(),
+            size: node.size,
+            blocks: node.blocks,
+            time: node.expiry.to_system(),
             kind: FileKind::RegularFile,
-            perm: if stale_view { 0o444 } else { 0o644 },
-            nlink: m.nlink as u32,
+            perm: if node.stale_view { 0o444 } else { 0o644 },
+            nlink: node.nlink,
             uid: self.uid,
             gid: self.gid,
         }

@@ -31,6 +31,8 @@ pub enum FsError {
     Range,
     #[error("is a directory")]
     IsDir,
+    #[error("the version of \"{0}\" this node named is gone from the store")]
+    Stale(String),
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -59,6 +61,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::Range => libc::ERANGE,
             FsError::IsDir => libc::EISDIR,
+            FsError::Stale(_) => libc::ESTALE,
         }
     }
 

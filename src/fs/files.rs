@@ -1,14 +1,20 @@
 //! Opening, reading and writing entries, and when a write commits.
 //!
-//! - A read open on the full mount is direct I/O: a writer's direct writes
-//!   on the same node raise the kernel's idea of its size, and page-cache
-//!   reads within that size would return zeros past the version's end;
-//!   direct reads return exactly the version's bytes.
+//! - A read open on the full mount is direct I/O, with the version's file
+//!   open in its handle: a writer's direct writes on the same node raise
+//!   the kernel's idea of its size, and page-cache reads within that size
+//!   would return zeros past the version's end; direct reads return
+//!   exactly the version's bytes, also after a commit replaced it.
+//! - An open reaching a version that is in the store no more answers
+//!   ESTALE, which makes the kernel look the name up again.
 //! - A write open gets a private draft (`writer`): nobody else sees its
 //!   bytes or its size until it commits, at a close after new writes or at
 //!   the release (the commit points are `Writer`'s).
-//! - A commit returns the `Change` to invalidate before close() returns.
+//! - A commit returns the `Change` to invalidate before close() returns,
+//!   and pins the version it replaced for the fast view's nodes of it.
 
+use std::fs::File;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Mount;
@@ -17,7 +23,7 @@ use super::change::Change;
 use super::counters::bump;
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
-use super::nodes::Kind;
+use super::nodes::{EntryNode, Kind};
 use super::writer::Writer;
 use crate::store::{Version, layout};
 
@@ -42,6 +48,10 @@ impl Opened {
     }
 }
 
+fn gone(node: &EntryNode) -> FsError {
+    FsError::Stale(layout::lossy(&node.name))
+}
+
 impl Mount<'_> {
     /// Commits a writer and says what the kernel must forget: the names of
     /// the new version and of the one it replaced (whatever tags that one
@@ -58,20 +68,22 @@ impl Mount<'_> {
         };
         bump(&fs.counters.commits);
         let version = &published.version;
-        if let Some(Kind::Entry(node)) = self.state().nodes.lock().unwrap().get(w.node)
-            && node.ino == version.meta.ino
-        {
-            let mut state = node.state.lock().unwrap();
-            state.pending = false;
-            state.meta = version.meta.clone();
+        self.state()
+            .nodes
+            .lock()
+            .unwrap()
+            .settle(w.node, &version.meta);
+        let mut replaced_tags = Vec::new();
+        if let Some(old) = published.replaced {
+            replaced_tags = old.meta.tags().to_vec();
+            fs.pin_for_readers(old);
         }
         let after = version.meta.tags().to_vec();
-        let replaced = published.replaced.iter().flat_map(|m| m.tags().to_vec());
         let mut change = Change::entry(
             &w.name,
             before
                 .into_iter()
-                .chain(replaced)
+                .chain(replaced_tags)
                 .chain(after.iter().cloned()),
         );
         change.tags = after;
@@ -93,22 +105,22 @@ impl Mount<'_> {
             _ => return Err(FsError::IsDir),
         };
         if read_only {
-            // The hit path: no copy of the node's state, one fstat.
-            let (pending, live) = {
-                let mut state = node.state.lock().unwrap();
-                let live = !state.pending && !node.stale_view && {
-                    self.store().restat(&node.file, &mut state.meta)?;
-                    state.meta.is_live()
-                };
-                (state.pending, live)
-            };
-            if pending {
+            if node.pending {
+                // Its reads go to its writer's draft.
                 return Ok(Opened::direct(0));
             }
+            let Some(v) = self.open_node(id, &node)? else {
+                return Err(if node.stale_view || self.target(&node)?.is_some() {
+                    gone(&node)
+                } else {
+                    bump(&fs.counters.misses);
+                    FsError::NotFound
+                });
+            };
             if node.stale_view {
                 bump(&fs.counters.stale_reads);
                 return Ok(Opened {
-                    fh: 0,
+                    fh: self.new_handle(Handle::Reader(v.file)),
                     direct_io: false,
                     keep_cache: true,
                     noflush: true,
@@ -117,11 +129,11 @@ impl Mount<'_> {
             // A version replaced by a commit this open raced with is still
             // served (whole: versions never change); an invalidated one is
             // gone.
-            if live || self.target(&node)?.is_some() {
+            if v.meta.is_live() || self.target(&node)?.is_some() {
                 bump(&fs.counters.hits);
                 return Ok(Opened {
                     noflush: true,
-                    ..Opened::direct(0)
+                    ..Opened::direct(self.new_handle(Handle::Reader(v.file)))
                 });
             }
             bump(&fs.counters.misses);
@@ -131,16 +143,15 @@ impl Mount<'_> {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
-        let state = node.state();
         // The tag directories the current version is linked in are held
         // from now on: a commit keeping its tags links into those very
         // directories, so an rmdir in between is never undone.
-        let current = match self.store().open_live(&state.name)? {
+        let current = match self.store().open_live(&node.name)? {
             Some(v) => self.store().hold_tag_dirs(&v)?.map(|held| (v, held)),
             None => None,
         };
         let append = flags & libc::O_APPEND != 0;
-        let w = Writer::open(id, &state.name, pid, append, current);
+        let w = Writer::open(id, &node.name, pid, append, current);
         Ok(Opened::direct(self.new_handle(Handle::Writer(Box::new(w)))))
     }
 
@@ -164,31 +175,27 @@ impl Mount<'_> {
             None
         };
         let draft = store.new_draft()?;
-        let file = draft
-            .file()
-            .try_clone()
-            .map_err(|e| crate::store::Error::Io {
-                path: "a new draft".into(),
-                source: e,
-            })?;
-        let meta = store.refresh(&file)?;
-        let (id, node) =
-            self.state()
-                .nodes
-                .lock()
-                .unwrap()
-                .entry(Version { file, meta }, name, false, true);
+        // The node is the version this draft becomes.
+        let mut meta = store.refresh(draft.file())?;
+        meta.ver = draft.ver();
+        let mut nodes = self.state().nodes.lock().unwrap();
+        let id = nodes.entry(&meta, name, false, true);
+        let attr = self
+            .fs
+            .entry_attr(id, nodes.entry_mut(id).expect("just made"));
+        drop(nodes);
         let append = flags & libc::O_APPEND != 0;
         let w = Writer::created(id, name, pid, append, draft, lock);
         let fh = self.new_handle(Handle::Writer(Box::new(w)));
-        Ok((self.fs.entry_attr(id, &node.state(), false), fh))
+        Ok((attr, fh))
     }
 
-    /// `read`: from a handle's draft or snapshot, or from the node's version.
+    /// `read`: from a handle's file, draft or snapshot; without a handle
+    /// (the fast view), from the node's version, found by its identity.
     pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        // Readers and the fast view carry no handle: no table lookup then.
         if let Some(h) = (fh != 0).then(|| self.handle(fh)).flatten() {
             return match &mut *h.lock().unwrap() {
+                Handle::Reader(file) => read_file(file, offset, size),
                 Handle::Writer(w) => Ok(w.read(self.store(), offset, size)?),
                 Handle::Stats(data) => {
                     let start = (offset as usize).min(data.len());
@@ -199,12 +206,24 @@ impl Mount<'_> {
             };
         }
         let node = self.entry_node(id)?;
-        crate::store::read_at(&node.file, offset, size).map_err(|source| {
-            FsError::Store(crate::store::Error::Io {
-                path: format!("reading {}", layout::lossy(&node.name())),
-                source,
-            })
-        })
+        if node.pending {
+            let h = self.writer_of(id, None).ok_or(FsError::NotFound)?;
+            return match &mut *h.lock().unwrap() {
+                Handle::Writer(w) => Ok(w.read(self.store(), offset, size)?),
+                _ => Err(FsError::BadHandle),
+            };
+        }
+        let pool = &self.state().reads;
+        let file = match pool.get(id) {
+            Some(file) => file,
+            None => {
+                let v = self.open_node(id, &node)?.ok_or_else(|| gone(&node))?;
+                let file = Arc::new(v.file);
+                pool.put(id, file.clone());
+                file
+            }
+        };
+        read_file(&file, offset, size)
     }
 
     /// `write`: into the handle's private draft.
@@ -255,5 +274,29 @@ impl Mount<'_> {
     /// power loss); nothing to do.
     pub fn fsync(&self, _fh: u64) -> FsResult<()> {
         Ok(())
+    }
+}
+
+fn read_file(file: &File, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    crate::store::read_at(file, offset, size).map_err(|source| {
+        FsError::Store(crate::store::Error::Io {
+            path: "reading a version".into(),
+            source,
+        })
+    })
+}
+
+impl super::Fs {
+    /// A version a commit just replaced: the fast view's node of it, if the
+    /// kernel holds one, keeps it open, so that descriptors opened before
+    /// keep reading it once it is gone from the store.
+    fn pin_for_readers(&self, old: Version) {
+        for mount in self.mounts.iter().filter(|m| m.fast) {
+            let mut nodes = mount.nodes.lock().unwrap();
+            if let Some(id) = nodes.find(old.meta.ino, old.meta.ver) {
+                nodes.pin(id, old.file);
+                return;
+            }
+        }
     }
 }

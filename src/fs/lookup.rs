@@ -6,9 +6,11 @@
 //! - A miss in `keys/` or `tags/t/` is cached for `--cache-timeout` (the
 //!   daemon invalidates it when it creates the name); a miss in `stale/` is
 //!   not, since a name appears there with no event the daemon sees.
-//! - A version the kernel holds a node for keeps answering for itself
-//!   (its size, its expiry) even after a commit replaced it; operations
-//!   that change an entry act on the name's current version (`target`).
+//! - A node keeps answering for its own version (its size, its expiry),
+//!   also after a commit replaced it; operations that change an entry act
+//!   on the name's current version (`target`).
+//! - A node's bytes are found by its version's identity (`open_node`):
+//!   never another version's, even one that reuses its inode number.
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use super::attr::Entry;
 use super::counters::bump;
 use super::error::{FsError, FsResult};
 use super::nodes::{EntryNode, KEYS, Kind, STALE, STATS, TAGS};
-use crate::store::{Version, layout};
+use crate::store::{Meta, Version};
 
 /// What a name resolved to.
 #[derive(Debug, Clone, Copy)]
@@ -44,41 +46,74 @@ impl Mount<'_> {
     /// The kernel dropped `n` references to node `id`.
     pub fn forget(&self, id: u64, n: u64) {
         self.state().nodes.lock().unwrap().forget(id, n);
+        self.state().reads.forget(id);
     }
 
-    /// Registers `version` as a node (one more kernel reference).
-    pub(super) fn node_for(&self, version: Version, name: &[u8], stale_view: bool) -> Lookup {
+    /// Registers the version `meta` describes as a node (one more kernel
+    /// reference).
+    pub(super) fn node_for(&self, meta: &Meta, name: &[u8], stale_view: bool) -> Lookup {
+        let fs = self.fs;
         let mut nodes = self.state().nodes.lock().unwrap();
-        let (id, node) = nodes.entry(version, name, stale_view, false);
-        drop(nodes);
-        let state = node.state.lock().unwrap();
+        let id = nodes.entry(meta, name, stale_view, false);
+        let node = nodes.entry_mut(id).expect("just made");
         let ttl = if stale_view {
-            self.fs.opts.cache_timeout
+            fs.opts.cache_timeout
         } else {
-            self.fs.ttl(&state.meta)
+            fs.ttl(node.expiry)
         };
         Lookup::Found(Entry {
-            attr: self.fs.entry_attr(id, &state, stale_view),
+            attr: fs.entry_attr(id, node),
             ttl,
         })
     }
 
-    /// The committed version an operation reaching `node` acts on: the
-    /// node's own while it is live; the name's current live version when a
-    /// commit replaced the node's (the kernel still had the old name cached:
-    /// a path call racing the commit, or a descriptor opened before it);
-    /// `None` when the entry is gone.
-    pub(super) fn target(&self, node: &EntryNode) -> FsResult<Option<Version>> {
-        let meta = self.store().refresh(&node.file)?;
-        node.state.lock().unwrap().meta = meta.clone();
-        if meta.is_live() {
-            let file = node.file.try_clone().map_err(|e| crate::store::Error::Io {
-                path: format!("entry {}", layout::lossy(&node.name())),
+    /// The version node `id` names, opened: the file pinned for it, or at
+    /// its key path, or (replaced since) through one of its tag links, each
+    /// checked to be that very version. `None` when it is in the store no
+    /// more.
+    pub(super) fn open_node(&self, id: u64, node: &EntryNode) -> FsResult<Option<Version>> {
+        let pinned = self
+            .state()
+            .nodes
+            .lock()
+            .unwrap()
+            .pinned(id)
+            .map(|f| f.try_clone());
+        if let Some(file) = pinned {
+            let file = file.map_err(|e| crate::store::Error::Io {
+                path: format!(
+                    "a pinned version of {}",
+                    crate::store::layout::lossy(&node.name)
+                ),
                 source: e,
             })?;
+            let meta = self.store().refresh(&file)?;
             return Ok(Some(Version { file, meta }));
         }
-        Ok(self.store().open_live(&node.name())?)
+        let found = self
+            .store()
+            .find_version(&node.name, &node.tags, node.ino, node.ver)?;
+        if let Some(v) = &found {
+            self.refresh_node(id, &v.meta);
+        }
+        Ok(found)
+    }
+
+    /// Node `id` takes what changed in place (size, links, expiry) from
+    /// `meta`, if it still names that version.
+    pub(super) fn refresh_node(&self, id: u64, meta: &Meta) {
+        let mut nodes = self.state().nodes.lock().unwrap();
+        if let Some(node) = nodes.entry_mut(id).filter(|n| n.is(meta)) {
+            node.update(meta);
+        }
+    }
+
+    /// The committed version an operation reaching `node` acts on: the
+    /// name's current live version (the node's own, or the one a commit
+    /// put in its place while the kernel still had the old name cached);
+    /// `None` when the entry is gone.
+    pub(super) fn target(&self, node: &EntryNode) -> FsResult<Option<Version>> {
+        Ok(self.store().open_live(&node.name)?)
     }
 
     pub(super) fn resolve(&self, parent: &Kind, name: &[u8]) -> FsResult<Lookup> {
@@ -107,7 +142,7 @@ impl Mount<'_> {
                     (_, v) => v,
                 };
                 match version {
-                    Some(v) => Ok(self.node_for(v, name, false)),
+                    Some(v) => Ok(self.node_for(&v.meta, name, false)),
                     None => Ok(Lookup::Negative(fs.opts.cache_timeout)),
                 }
             }
@@ -125,14 +160,15 @@ impl Mount<'_> {
             // rmdir invalidates it without the daemon learning its name: a
             // miss here is not cached.
             Kind::Stale => match store.open_version(name)?.filter(|v| !v.meta.is_live()) {
-                Some(v) => Ok(self.node_for(v, name, true)),
+                Some(v) => Ok(self.node_for(&v.meta, name, true)),
                 None => Ok(Lookup::Uncached),
             },
             Kind::Stats | Kind::Entry(_) => Err(FsError::Invalid("not a directory")),
         }
     }
 
-    /// `getattr`: what node `id` is now, and for how long that holds.
+    /// `getattr`: what node `id` is now, and for how long that holds. A
+    /// version replaced or gone answers with what it last was.
     pub fn getattr(&self, id: u64) -> FsResult<Entry> {
         let fs = self.fs;
         let timeout = fs.opts.cache_timeout;
@@ -145,21 +181,21 @@ impl Mount<'_> {
                 attr: fs.stats_attr(),
                 ttl: Duration::ZERO,
             },
-            Kind::Entry(node) => {
-                let mut state = node.state.lock().unwrap();
-                // One fstat; a draft still being written keeps what it
-                // was created with until its commit.
-                if !state.pending || state.meta.record.is_some() {
-                    let _ = self.store().restat(&node.file, &mut state.meta);
+            Kind::Entry(mut node) => {
+                // A draft still being written keeps what it was created
+                // with until its commit.
+                if node.pending {
+                    return Ok(Entry {
+                        attr: fs.entry_attr(id, &node),
+                        ttl: Duration::ZERO,
+                    });
                 }
-                let ttl = if state.pending {
-                    Duration::ZERO
-                } else {
-                    fs.ttl(&state.meta)
-                };
+                if let Ok(Some(v)) = self.open_node(id, &node) {
+                    node.update(&v.meta);
+                }
                 Entry {
-                    attr: fs.entry_attr(id, &state, node.stale_view),
-                    ttl,
+                    attr: fs.entry_attr(id, &node),
+                    ttl: fs.ttl(node.expiry),
                 }
             }
         })

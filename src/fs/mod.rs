@@ -26,6 +26,7 @@ mod listing;
 mod lookup;
 mod namespace;
 pub mod nodes;
+mod pool;
 mod writer;
 mod xattr;
 
@@ -52,6 +53,10 @@ pub const FULL: usize = 0;
 /// The fast view: keys/ and tags/, read-only.
 pub const FAST: usize = 1;
 
+/// The most entry nodes the kernel may hold when `--max-nodes` is not
+/// given: about 200 MiB of the daemon's memory at most.
+pub const DEFAULT_MAX_NODES: usize = 1 << 20;
+
 /// How the mounts behave, from the command line.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -66,11 +71,12 @@ pub struct Options {
     pub max_nodes: usize,
 }
 
-/// What one mount keeps: its node table and open handles.
+/// What one mount keeps: its node table, open handles and read pool.
 #[derive(Debug, Default)]
 struct MountState {
     fast: bool,
     nodes: Mutex<Nodes>,
+    reads: pool::ReadPool,
     handles: Mutex<HashMap<u64, handles::Slot>>,
 }
 
@@ -147,7 +153,7 @@ impl Fs {
     }
 
     /// Past `max_nodes`: the mount holding the most entry nodes and the
-    /// names of its oldest ones, enough to come a tenth under the bound;
+    /// names of its least recently used ones, enough to come a tenth under the bound;
     /// once they are invalidated the kernel forgets their nodes.
     pub fn nodes_to_shed(&self) -> Option<(usize, Change)> {
         let max = self.opts.max_nodes;
@@ -165,16 +171,14 @@ impl Fs {
             .nodes
             .lock()
             .unwrap()
-            .oldest_entries((total - max * 9 / 10).min(most));
-        let mut change = Change::default();
-        for node in victims {
-            let state = node.state();
-            if !state.pending {
-                change
-                    .entries
-                    .push((state.name, state.meta.tags().to_vec()));
-            }
-        }
+            .coldest((total - max * 9 / 10).min(most));
+        let change = Change {
+            entries: victims
+                .into_iter()
+                .map(|(name, tags)| (name.into_vec(), tags.to_vec()))
+                .collect(),
+            tags: Vec::new(),
+        };
         (!change.is_empty()).then_some((idx, change))
     }
 }
@@ -214,7 +218,7 @@ impl<'a> Mount<'a> {
         }
     }
 
-    fn entry_node(&self, id: u64) -> FsResult<Arc<EntryNode>> {
+    fn entry_node(&self, id: u64) -> FsResult<Box<EntryNode>> {
         match self.kind(id)? {
             Kind::Entry(node) => Ok(node),
             _ => Err(FsError::IsDir),

@@ -64,11 +64,8 @@ impl Mount<'_> {
             ..Change::default()
         };
         for mount in &self.fs.mounts {
-            for node in mount.nodes.lock().unwrap().entries_tagged(name) {
-                let state = node.state();
-                change
-                    .entries
-                    .push((state.name, state.meta.tags().to_vec()));
+            for (entry, tags) in mount.nodes.lock().unwrap().entries_tagged(name) {
+                change.entries.push((entry.into_vec(), tags.to_vec()));
             }
         }
         Ok(change)
@@ -108,7 +105,7 @@ impl Mount<'_> {
         if node.stale_view {
             return Err(FsError::ReadOnly);
         }
-        let name = node.name();
+        let name = node.name.to_vec();
         if name != newname {
             return Err(FsError::Invalid("the link must keep the entry's name"));
         }
@@ -126,7 +123,7 @@ impl Mount<'_> {
         let v = self.store().retag(&name, &tags)?;
         bump(&self.fs.counters.commits);
         let change = Change::entry(&name, tags);
-        Ok((self.node_for(v, &name, false), change))
+        Ok((self.node_for(&v.meta, &name, false), change))
     }
 
     /// `rename` within keys/ (or within one tag directory): moves the entry.
@@ -182,11 +179,7 @@ impl Mount<'_> {
             _ => e.into(),
         })?;
         for mount in &self.fs.mounts {
-            for node in mount.nodes.lock().unwrap().entries_of_ino(v.meta.ino) {
-                let mut state = node.state.lock().unwrap();
-                state.name = newname.to_vec();
-                state.meta = v.meta.clone();
-            }
+            mount.nodes.lock().unwrap().rename_version(&v.meta, newname);
         }
         let mut change = Change::entry(name, v.meta.tags().to_vec());
         let replaced_tags = replaced.map(|r| r.meta.tags().to_vec()).unwrap_or_default();

@@ -76,7 +76,7 @@ impl Mount<'_> {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
-        let pending = node.pending();
+        let pending = node.pending;
         let writer = match fh.and_then(|fh| self.handle(fh)) {
             Some(h) if matches!(&*h.lock().unwrap(), Handle::Writer(_)) => Some(h),
             _ => self.writer_of(id, (!pending).then_some(pid)),
@@ -111,16 +111,13 @@ impl Mount<'_> {
             ));
         }
         let Some(t) = mtime else { return Ok(None) };
-        let state = node.state();
         let target = self.target(&node)?.ok_or(FsError::NotFound)?;
         let ttl = target.meta.ttl();
         let meta = self
             .store()
             .set_expiry(&target.file, expiry_of(t, ttl), None)?;
-        if meta.ino == node.ino {
-            node.state.lock().unwrap().meta = meta.clone();
-        }
-        Ok(Some(Change::entry(&state.name, meta.tags().to_vec())))
+        self.refresh_node(id, &meta);
+        Ok(Some(Change::entry(&node.name, meta.tags().to_vec())))
     }
 
     /// `getxattr` of `user.tags` or `user.expire`.
@@ -132,7 +129,7 @@ impl Mount<'_> {
         if name != XATTR_TAGS && name != XATTR_EXPIRE {
             return Err(FsError::NoAttr);
         }
-        let pid = (!node.pending()).then_some(pid);
+        let pid = (!node.pending).then_some(pid);
         if let Some(h) = self.writer_of(id, pid).filter(|_| !self.is_fast())
             && let Handle::Writer(w) = &*h.lock().unwrap()
         {
@@ -144,13 +141,17 @@ impl Mount<'_> {
         }
         // The values of the version this node is (what a descriptor opened
         // on it reads), also when a commit has replaced it since.
-        let meta = self.store().refresh(&node.file)?;
-        Ok(if name == XATTR_TAGS {
-            layout::join_tags(meta.tags())
-        } else if meta.expiry.is_never() {
+        if name == XATTR_TAGS {
+            return Ok(layout::join_tags(&node.tags));
+        }
+        let expiry = match self.open_node(id, &node)? {
+            Some(v) => v.meta.expiry,
+            None => node.expiry,
+        };
+        Ok(if expiry.is_never() {
             b"0".to_vec()
         } else {
-            (meta.expiry.secs_from_now().ceil() as u64)
+            (expiry.secs_from_now().ceil() as u64)
                 .to_string()
                 .into_bytes()
         })
@@ -192,8 +193,7 @@ impl Mount<'_> {
             return Err(FsError::ReadOnly);
         }
         self.writable()?;
-        let state = node.state();
-        let pid = (!state.pending).then_some(pid);
+        let pid = (!node.pending).then_some(pid);
         if let Some(h) = self.writer_of(id, pid) {
             if let Handle::Writer(w) = &mut *h.lock().unwrap() {
                 match set {
@@ -203,7 +203,7 @@ impl Mount<'_> {
             }
             return Ok(None);
         }
-        if state.pending {
+        if node.pending {
             return Err(FsError::NotFound);
         }
         let target = self.target(&node)?.ok_or(FsError::NotFound)?;
@@ -213,16 +213,14 @@ impl Mount<'_> {
                 let meta =
                     self.store()
                         .set_expiry(&target.file, Time::after_ttl(ttl), Some(ttl))?;
-                if meta.ino == node.ino {
-                    node.state.lock().unwrap().meta = meta.clone();
-                }
-                Ok(Some(Change::entry(&state.name, meta.tags().to_vec())))
+                self.refresh_node(id, &meta);
+                Ok(Some(Change::entry(&node.name, meta.tags().to_vec())))
             }
             Set::Tags(tags) => {
-                let v = self.store().retag(&state.name, &tags)?;
+                let v = self.store().retag(&node.name, &tags)?;
                 bump(&self.fs.counters.commits);
                 let mut change =
-                    Change::entry(&state.name, meta.tags().iter().cloned().chain(tags.clone()));
+                    Change::entry(&node.name, meta.tags().iter().cloned().chain(tags.clone()));
                 change.tags = v.meta.tags().to_vec();
                 Ok(Some(change))
             }

@@ -98,13 +98,22 @@ pub struct Record {
     pub tags: Vec<Vec<u8>>,
     /// The TTL the entry was given, in seconds (0 = never expires).
     pub ttl: u64,
+    /// The version's id, random, set at commit: with the inode number it
+    /// names this version and no other, also once the number is reused
+    /// (0 in records written before versions had ids).
+    pub ver: u64,
+    /// The committed length: a version a power loss shortened (or
+    /// lengthened) does not match it and is never served.
+    pub len: Option<u64>,
 }
 
 impl Record {
     fn encode(&self) -> Vec<u8> {
         let tags: Vec<String> = self.tags.iter().map(hex::encode).collect();
+        let len = self.len.map(|l| format!("len={l}\n")).unwrap_or_default();
         format!(
-            "ttl={}\nname={}\ntags={}\n",
+            "ver={:016x}\n{len}ttl={}\nname={}\ntags={}\n",
+            self.ver,
             self.ttl,
             hex::encode(&self.name),
             tags.join(",")
@@ -114,10 +123,12 @@ impl Record {
 
     fn decode(value: &[u8]) -> Option<Record> {
         let text = std::str::from_utf8(value).ok()?;
-        let (mut ttl, mut name, mut tags) = (None, None, None);
+        let (mut ttl, mut name, mut tags, mut ver, mut len) = (None, None, None, 0, None);
         for line in text.lines() {
             let (k, v) = line.split_once('=')?;
             match k {
+                "ver" => ver = u64::from_str_radix(v, 16).ok()?,
+                "len" => len = Some(v.parse().ok()?),
                 "ttl" => ttl = v.parse().ok(),
                 "name" => name = hex::decode(v).ok(),
                 "tags" if v.is_empty() => tags = Some(Vec::new()),
@@ -129,14 +140,34 @@ impl Record {
             name: name?,
             tags: tags?,
             ttl: ttl?,
+            ver,
+            len,
         })
     }
+}
+
+/// A new version id: random, never 0.
+fn new_ver() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: buf is valid for 8 bytes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let random = u64::from_ne_bytes(buf);
+    if n == 8 && random != 0 {
+        return random;
+    }
+    // No getrandom: unique enough from the clock and the process.
+    let t = Time::now();
+    (t.sec as u64).rotate_left(32) ^ t.nsec as u64 ^ (std::process::id() as u64) << 40 | 1
 }
 
 /// An inode in the store as last looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub ino: u64,
+    /// With `ino`, names this version: the record's id, or for a file with
+    /// no id (another program's) its birth time where the file system has
+    /// one, else 0.
+    pub ver: u64,
     /// A regular file (anything else at a key path is foreign and ignored).
     pub regular: bool,
     pub size: u64,
@@ -147,9 +178,10 @@ pub struct Meta {
 }
 
 impl Meta {
-    fn from_stat(st: &libc::stat, record: Option<Record>) -> Meta {
+    fn from_stat(st: &libc::stat, record: Option<Record>, ver: u64) -> Meta {
         Meta {
             ino: st.st_ino,
+            ver,
             regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
@@ -163,7 +195,7 @@ impl Meta {
     }
 
     pub fn is_live_at(&self, now: Time) -> bool {
-        self.expiry > now && self.links_ok()
+        self.expiry > now && self.links_ok() && self.whole()
     }
 
     pub fn is_live(&self) -> bool {
@@ -176,6 +208,14 @@ impl Meta {
             Some(r) => self.nlink == r.tags.len() as u64 + 1,
             None => true,
         }
+    }
+
+    /// The size is the committed length (true where none was recorded).
+    pub fn whole(&self) -> bool {
+        self.record
+            .as_ref()
+            .and_then(|r| r.len)
+            .is_none_or(|len| len == self.size)
     }
 
     pub fn tags(&self) -> &[Vec<u8>] {
@@ -202,7 +242,7 @@ pub struct Version {
 pub struct Published {
     pub version: Version,
     pub held: Vec<TagDir>,
-    pub replaced: Option<Meta>,
+    pub replaced: Option<Version>,
 }
 
 /// A version being written: a file in `tmp/`, flocked while it lives so that
@@ -213,11 +253,18 @@ pub struct Draft {
     tmp: Arc<OwnedFd>,
     name: String,
     committed: bool,
+    /// The id the version gets when this draft is committed.
+    ver: u64,
 }
 
 impl Draft {
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// The id this draft's version has once committed.
+    pub fn ver(&self) -> u64 {
+        self.ver
     }
 }
 
@@ -360,12 +407,15 @@ impl Store {
     }
 
     fn meta_of(&self, file: BorrowedFd, shown: impl Fn() -> String) -> Result<Meta> {
-        let st = sys::fstat(file).at(&shown)?;
-        let record = sys::fgetxattr(file, RECORD).at(&shown)?;
-        Ok(Meta::from_stat(
-            &st,
-            record.and_then(|v| Record::decode(&v)),
-        ))
+        let (st, btime) = sys::fstat_btime(file).at(&shown)?;
+        let record = sys::fgetxattr(file, RECORD)
+            .at(&shown)?
+            .and_then(|v| Record::decode(&v));
+        let ver = match &record {
+            Some(r) if r.ver != 0 => r.ver,
+            _ => btime.unwrap_or(0),
+        };
+        Ok(Meta::from_stat(&st, record, ver))
     }
 
     /// Re-reads the metadata of an open version.
@@ -379,7 +429,7 @@ impl Store {
     /// retagging commits a new version.
     pub fn restat(&self, file: &File, meta: &mut Meta) -> Result<()> {
         let st = sys::fstat(file.as_fd()).at(|| "open version".to_string())?;
-        *meta = Meta::from_stat(&st, meta.record.take());
+        *meta = Meta::from_stat(&st, meta.record.take(), meta.ver);
         Ok(())
     }
 
@@ -395,6 +445,37 @@ impl Store {
         };
         let meta = self.meta_of(file.as_fd(), || self.show(&rel))?;
         Ok(meta.regular.then_some(Version { file, meta }))
+    }
+
+    /// Opens version (`ino`, `ver`) of `name` wherever it still is: at the
+    /// key path, or (replaced since) through its link in one of `tags`'
+    /// directories. `None` when it is in the store no more.
+    pub fn find_version(
+        &self,
+        name: &[u8],
+        tags: &[Vec<u8>],
+        ino: u64,
+        ver: u64,
+    ) -> Result<Option<Version>> {
+        let is = |v: &Version| v.meta.ino == ino && v.meta.ver == ver;
+        if let Some(v) = self.open_version(name)?.filter(is) {
+            return Ok(Some(v));
+        }
+        let (ss, link) = layout::tag_link(tags.len() as u64 + 1, ino);
+        for tag in tags {
+            let rel = format!("{}/{ss}/{link}", layout::tag_path(tag).path());
+            let file = match sys::open_file(self.data.as_fd(), &rel) {
+                Ok(f) => f,
+                Err(e) if is_absent(&e) => continue,
+                Err(e) => return Err(e).at(|| self.show(&rel)),
+            };
+            let meta = self.meta_of(file.as_fd(), || self.show(&rel))?;
+            let v = Version { file, meta };
+            if v.meta.regular && is(&v) {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
     }
 
     /// Opens the live version of `name`, if there is one.
@@ -425,6 +506,7 @@ impl Store {
             tmp: self.tmp.clone(),
             name,
             committed: false,
+            ver: new_ver(),
         })
     }
 
@@ -449,13 +531,16 @@ impl Store {
             layout::check_tag(tag)?;
         }
         let shown_draft = || self.show_tmp(&draft.name);
+        let st = sys::fstat(draft.file.as_fd()).at(shown_draft)?;
+        let ino = st.st_ino;
         let record = Record {
             name: c.name.to_vec(),
             tags: c.tags.to_vec(),
             ttl: c.ttl,
+            ver: draft.ver,
+            len: Some(st.st_size as u64),
         };
         sys::fsetxattr(draft.file.as_fd(), RECORD, &record.encode()).at(shown_draft)?;
-        let ino = sys::fstat(draft.file.as_fd()).at(shown_draft)?.st_ino;
         let nlink = c.tags.len() as u64 + 1;
         let (ss, link) = layout::tag_link(nlink, ino);
         let carried = c.carried;
@@ -512,6 +597,7 @@ impl Store {
         let st = sys::fstat(file.as_fd()).ok();
         let meta = Meta {
             ino,
+            ver: draft.ver,
             regular: true,
             size: st.map_or(0, |st| st.st_size as u64),
             blocks: st.map_or(0, |st| st.st_blocks as u64),
@@ -536,21 +622,20 @@ impl Store {
         draft: &str,
         dir: BorrowedFd,
         key: &layout::Sharded,
-    ) -> Result<Option<Meta>> {
+    ) -> Result<Option<Version>> {
         let shown = || self.show(&key.path());
         let tmp = self.tmp.as_fd();
-        let meta_at = |dir: BorrowedFd, name: &str| {
-            sys::open_file(dir, name)
-                .ok()
-                .and_then(|f| self.meta_of(f.as_fd(), shown).ok())
-                .filter(|m| m.regular)
+        let version_at = |dir: BorrowedFd, name: &str| {
+            let file = sys::open_file(dir, name).ok()?;
+            let meta = self.meta_of(file.as_fd(), shown).ok()?;
+            meta.regular.then_some(Version { file, meta })
         };
         let unsupported = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
         loop {
             let swapped = sys::renameat(tmp, draft, dir, &key.file, libc::RENAME_EXCHANGE);
             match swapped {
                 Ok(()) => {
-                    let replaced = meta_at(tmp, draft);
+                    let replaced = version_at(tmp, draft);
                     let _ = sys::unlinkat(tmp, draft, false);
                     return Ok(replaced);
                 }
@@ -567,7 +652,7 @@ impl Store {
                 Err(e) => return Err(e).at(shown),
             }
         }
-        let replaced = meta_at(dir, &key.file);
+        let replaced = version_at(dir, &key.file);
         sys::renameat(tmp, draft, dir, &key.file, 0).at(shown)?;
         Ok(replaced)
     }

@@ -153,6 +153,48 @@ pub fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// `fstat`, and the birth time (in nanoseconds, never 0) where the file
+/// system records one.
+pub fn fstat_btime(fd: BorrowedFd) -> io::Result<(libc::stat, Option<u64>)> {
+    let mut stx = MaybeUninit::<libc::statx>::uninit();
+    // SAFETY: `stx` is written by the kernel on success.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            stx.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Ok((fstat(fd)?, None));
+    }
+    // SAFETY: written by the kernel.
+    let stx = unsafe { stx.assume_init() };
+    // SAFETY: a plain C struct; every field we read is set below.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    st.st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    st.st_ino = stx.stx_ino;
+    st.st_mode = stx.stx_mode as libc::mode_t;
+    st.st_nlink = stx.stx_nlink as libc::nlink_t;
+    st.st_uid = stx.stx_uid;
+    st.st_gid = stx.stx_gid;
+    st.st_size = stx.stx_size as libc::off_t;
+    st.st_blksize = stx.stx_blksize as libc::blksize_t;
+    st.st_blocks = stx.stx_blocks as libc::blkcnt_t;
+    st.st_atime = stx.stx_atime.tv_sec;
+    st.st_atime_nsec = stx.stx_atime.tv_nsec as i64;
+    st.st_mtime = stx.stx_mtime.tv_sec;
+    st.st_mtime_nsec = stx.stx_mtime.tv_nsec as i64;
+    st.st_ctime = stx.stx_ctime.tv_sec;
+    st.st_ctime_nsec = stx.stx_ctime.tv_nsec as i64;
+    let btime = (stx.stx_mask & libc::STATX_BTIME != 0)
+        .then(|| stx.stx_btime.tv_sec as u64 * 1_000_000_000 + stx.stx_btime.tv_nsec as u64)
+        .filter(|&b| b != 0);
+    Ok((st, btime))
+}
+
 /// `lstat` of a final component in `dir`.
 pub fn lstatat(dir: BorrowedFd, name: &str) -> io::Result<libc::stat> {
     let name = cstr(name);
