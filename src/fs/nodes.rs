@@ -146,7 +146,7 @@ impl Default for Nodes {
 }
 
 fn split(id: u64) -> Option<(u32, u32)> {
-    (id >= FIRST_ENTRY).then(|| ((id >> 32) as u32, id as u32))
+    (id >= FIRST_ENTRY).then_some(((id >> 32) as u32, id as u32))
 }
 
 impl Nodes {
