@@ -33,6 +33,10 @@ pub enum FsError {
     IsDir,
     #[error("the version of \"{0}\" this node named is gone from the store")]
     Stale(String),
+    /// A listing that cannot go on. Never ENOENT: the C library takes
+    /// that from getdents for the end of the directory, a short listing.
+    #[error("listing failed: {0}")]
+    Listing(store::Error),
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -62,6 +66,10 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::IsDir => libc::EISDIR,
             FsError::Stale(_) => libc::ESTALE,
+            FsError::Listing(e) => match e.os_error() {
+                Some(code) if code != libc::ENOENT => code,
+                _ => libc::EIO,
+            },
         }
     }
 
@@ -69,7 +77,7 @@ impl FsError {
     /// expected answers (misses, refusals of bad input) are not.
     pub fn is_fault(&self) -> bool {
         match self {
-            FsError::Store(e) => matches!(e, store::Error::Io { .. }),
+            FsError::Store(e) | FsError::Listing(e) => matches!(e, store::Error::Io { .. }),
             _ => false,
         }
     }

@@ -78,15 +78,12 @@ impl Mount<'_> {
             replaced_tags = old.meta.tags().to_vec();
             fs.pin_for_readers(old);
         }
-        let after = version.meta.tags().to_vec();
+        let after = version.meta.tags().iter().cloned();
         let mut change = Change::entry(
             &w.name,
-            before
-                .into_iter()
-                .chain(replaced_tags)
-                .chain(after.iter().cloned()),
+            before.into_iter().chain(replaced_tags).chain(after),
         );
-        change.tags = after;
+        change.tags = published.created;
         Ok(change)
     }
 
@@ -182,7 +179,7 @@ impl Mount<'_> {
         let id = nodes.entry(&meta, name, false, true);
         let attr = self
             .fs
-            .entry_attr(id, nodes.entry_mut(id).expect("just made"));
+            .entry_attr(id, &nodes.entry_of(id).expect("just made"));
         drop(nodes);
         let append = flags & libc::O_APPEND != 0;
         let w = Writer::created(id, name, pid, append, draft, lock);
@@ -287,15 +284,17 @@ fn read_file(file: &File, offset: u64, size: u32) -> FsResult<Vec<u8>> {
 }
 
 impl super::Fs {
-    /// A version a commit just replaced: the fast view's node of it, if the
-    /// kernel holds one, keeps it open, so that descriptors opened before
-    /// keep reading it once it is gone from the store.
-    fn pin_for_readers(&self, old: Version) {
-        for mount in self.mounts.iter().filter(|m| m.fast) {
+    /// A version a commit just replaced: each mount's node of it, if the
+    /// kernel holds one, keeps it open, so that an open racing the commit
+    /// and descriptors opened before keep reading it once it is gone from
+    /// the store.
+    pub(super) fn pin_for_readers(&self, old: Version) {
+        for mount in &self.mounts {
             let mut nodes = mount.nodes.lock().unwrap();
-            if let Some(id) = nodes.find(old.meta.ino, old.meta.ver) {
-                nodes.pin(id, old.file);
-                return;
+            if let Some(id) = nodes.find(old.meta.ino, old.meta.ver)
+                && let Ok(file) = old.file.try_clone()
+            {
+                nodes.pin(id, file);
             }
         }
     }

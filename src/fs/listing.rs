@@ -1,12 +1,18 @@
 //! Directory listings: `ls` of the root, `keys/`, `tags/`, `tags/t/` and
-//! `stale/`.
+//! `stale/`, streamed from the store.
 //!
-//! A listing is the names made at OPENDIR, each resolved as a lookup would
-//! when it is handed out (names gone since are skipped). An entry handed to
-//! the kernel by READDIRPLUS is one more kernel reference to its node;
-//! plain READDIR hands out none.
+//! - A listing walks the store from the offset the kernel gives back, a
+//!   stable position (`store::walk`), so every name that exists for the
+//!   whole listing is returned exactly once, whatever is committed or
+//!   removed meanwhile; a listing that cannot go on fails, never ends short.
+//! - Memory does not grow with the directory: an open listing keeps one
+//!   bucket of names at most.
+//! - `keys/`, `tags/t/` list live entries, `stale/` the others, `tags/`
+//!   the tag directories; `tags/t/` costs the entries of t, not the store.
+//! - READDIRPLUS resolves each name as a lookup does (one more kernel
+//!   reference to its node); plain READDIR makes no node: it checks that
+//!   the name is one to list and passes the store's inode number.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Mount;
@@ -15,10 +21,13 @@ use super::error::{FsError, FsResult};
 use super::handles::Handle;
 use super::lookup::Lookup;
 use super::nodes::{KEYS, Kind, STALE, STATS, TAGS};
+use crate::store::walk::{Cursor, Walked};
+use crate::store::{Meta, layout};
 
 /// One name handed to the kernel by a listing.
 #[derive(Debug, Clone, Copy)]
 pub struct DirEntry<'a> {
+    /// The node (READDIRPLUS), or any stable number (READDIR).
     pub id: u64,
     /// Where the listing continues after this name.
     pub offset: u64,
@@ -35,27 +44,32 @@ pub trait DirectoryReplier {
     fn add(&mut self, entry: DirEntry<'_>) -> bool;
 }
 
-/// The names of an open directory.
+/// An open directory: which one, and where its walk is.
 #[derive(Debug)]
 pub struct Listing {
-    items: Vec<(Vec<u8>, Item)>,
+    dir: Kind,
+    cursor: Cursor,
 }
 
-/// One name in a directory listing, resolved when it is handed out.
-#[derive(Debug, Clone)]
-enum Item {
-    Fixed(u64),
-    Tag,
-    Entry,
-    Tagged(Arc<[u8]>),
-    Stale,
-}
+/// The fixed names of the root, in order; their offsets are 1, 2, …
+const ROOT_NAMES: [(&[u8], u64); 4] = [
+    (b"keys", KEYS),
+    (b"tags", TAGS),
+    (b"stale", STALE),
+    (b".stats", STATS),
+];
 
 impl Mount<'_> {
     /// `opendir`: the listing's handle.
     pub fn opendir(&self, id: u64) -> FsResult<u64> {
-        let items = self.list(id)?;
-        Ok(self.new_handle(Handle::Dir(Listing { items })))
+        let dir = match self.kind(id)? {
+            Kind::Stats | Kind::Entry(_) => return Err(FsError::Invalid("not a directory")),
+            dir => dir,
+        };
+        Ok(self.new_handle(Handle::Dir(Listing {
+            dir,
+            cursor: Cursor::default(),
+        })))
     }
 
     /// `releasedir`.
@@ -63,67 +77,8 @@ impl Mount<'_> {
         self.take_handle(fh);
     }
 
-    fn list(&self, id: u64) -> FsResult<Vec<(Vec<u8>, Item)>> {
-        let store = self.store();
-        Ok(match self.kind(id)? {
-            Kind::Root => {
-                let mut items = vec![
-                    (b"keys".to_vec(), Item::Fixed(KEYS)),
-                    (b"tags".to_vec(), Item::Fixed(TAGS)),
-                ];
-                if !self.is_fast() {
-                    items.push((b"stale".to_vec(), Item::Fixed(STALE)));
-                    items.push((b".stats".to_vec(), Item::Fixed(STATS)));
-                }
-                items
-            }
-            Kind::Keys => store
-                .key_names()?
-                .into_iter()
-                .map(|n| (n, Item::Entry))
-                .collect(),
-            Kind::Stale => store
-                .key_names()?
-                .into_iter()
-                .map(|n| (n, Item::Stale))
-                .collect(),
-            Kind::Tags => store
-                .tag_names()?
-                .into_iter()
-                .map(|n| (n, Item::Tag))
-                .collect(),
-            Kind::Tag(t) => {
-                let mut names = Vec::new();
-                store.for_each_tagged(&t, |v| {
-                    if let Some(r) = v.meta.record {
-                        names.push((r.name, Item::Tagged(t.clone())));
-                    }
-                })?;
-                names
-            }
-            Kind::Stats | Kind::Entry(_) => return Err(FsError::Invalid("not a directory")),
-        })
-    }
-
-    /// Resolves one listed name as a lookup would (one kernel reference).
-    fn resolve_item(&self, name: &[u8], item: &Item) -> FsResult<Lookup> {
-        match item {
-            Item::Fixed(id) => self.resolve(&Kind::Root, name).map(|f| match f {
-                Lookup::Found(..) => f,
-                Lookup::Negative(_) | Lookup::Uncached => Lookup::Found(super::attr::Entry {
-                    attr: self.fs.dir_attr(*id),
-                    ttl: self.fs.opts.cache_timeout,
-                }),
-            }),
-            Item::Tag => self.resolve(&Kind::Tags, name),
-            Item::Entry => self.resolve(&Kind::Keys, name),
-            Item::Tagged(t) => self.resolve(&Kind::Tag(t.clone()), name),
-            Item::Stale => self.resolve(&Kind::Stale, name),
-        }
-    }
-
-    /// `readdir` (`plus`: `readdirplus`): the names of handle `fh` from
-    /// `offset` on, until `out` is full.
+    /// `readdir` (`plus`: `readdirplus`): the names of handle `fh` after
+    /// position `offset`, until `out` is full.
     pub fn readdir(
         &self,
         fh: u64,
@@ -131,32 +86,140 @@ impl Mount<'_> {
         plus: bool,
         out: &mut dyn DirectoryReplier,
     ) -> FsResult<()> {
+        self.list(fh, offset, plus, out).map_err(|e| match e {
+            FsError::Store(e) => FsError::Listing(e),
+            e => e,
+        })
+    }
+
+    fn list(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        out: &mut dyn DirectoryReplier,
+    ) -> FsResult<()> {
         let h = self.handle(fh).ok_or(FsError::BadHandle)?;
-        let h = h.lock().unwrap();
-        let Handle::Dir(listing) = &*h else {
+        let mut h = h.lock().unwrap();
+        let Handle::Dir(listing) = &mut *h else {
             return Err(FsError::BadHandle);
         };
-        for (i, (name, item)) in listing.items.iter().enumerate().skip(offset as usize) {
-            let Ok(Lookup::Found(entry)) = self.resolve_item(name, item) else {
-                continue;
+        let fs = self.fs;
+        let store = self.store();
+        let dir = listing.dir.clone();
+        let cursor = &mut listing.cursor;
+        // Hands one name to the kernel: `true` when the reply is full.
+        let mut give = |name: &[u8], offset: u64, found: Lookup, counted: bool| -> bool {
+            let Lookup::Found(e) = found else {
+                return false;
             };
             let full = out.add(DirEntry {
-                id: entry.attr.id,
-                offset: i as u64 + 1,
-                kind: entry.attr.kind,
+                id: e.attr.id,
+                offset,
+                kind: e.attr.kind,
                 name,
-                attr: entry.attr,
-                ttl: entry.ttl,
+                attr: e.attr,
+                ttl: e.ttl,
             });
-            // Plain READDIR hands out no node, and a full reply did not
-            // take this one: undo the lookup's count.
-            if !plus || full {
-                self.forget(entry.attr.id, 1);
+            // A full reply did not take the node its lookup counted.
+            if full && counted {
+                self.forget(e.attr.id, 1);
             }
-            if full {
-                break;
+            full
+        };
+        match &dir {
+            Kind::Root => {
+                let names = ROOT_NAMES
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, id))| !self.is_fast() || *id == KEYS || *id == TAGS);
+                for (i, (name, id)) in names.skip_while(|(i, _)| (*i as u64) < offset) {
+                    let attr = if *id == STATS {
+                        fs.stats_attr()
+                    } else {
+                        fs.dir_attr(*id)
+                    };
+                    let found = Lookup::Found(super::attr::Entry {
+                        attr,
+                        ttl: fs.opts.cache_timeout,
+                    });
+                    if give(name, i as u64 + 1, found, false) {
+                        break;
+                    }
+                }
             }
+            Kind::Keys | Kind::Stale => {
+                let stale = matches!(dir, Kind::Stale);
+                store.walk_data(cursor, b"key:", offset, &mut |w: Walked| {
+                    let Some(name) = layout::decode("key:", w.file) else {
+                        return Ok(false);
+                    };
+                    let Some(meta) = store.meta_in(w.dir, w.file)? else {
+                        return Ok(false);
+                    };
+                    if meta.is_live() == stale {
+                        return Ok(false);
+                    }
+                    let found = if plus {
+                        self.node_for(&meta, &name, stale)
+                    } else {
+                        self.plain(w.ino, &meta)
+                    };
+                    Ok(give(&name, w.cookie, found, plus))
+                })?;
+            }
+            Kind::Tags => {
+                store.walk_data(cursor, b"tag:", offset, &mut |w: Walked| {
+                    let Some(tag) = layout::decode("tag:", w.file) else {
+                        return Ok(false);
+                    };
+                    let id = if plus {
+                        self.state().nodes.lock().unwrap().tag(&tag)
+                    } else {
+                        w.ino
+                    };
+                    let found = Lookup::Found(super::attr::Entry {
+                        attr: fs.dir_attr(id),
+                        ttl: fs.opts.cache_timeout,
+                    });
+                    Ok(give(&tag, w.cookie, found, plus))
+                })?;
+            }
+            Kind::Tag(t) => {
+                store.walk_tag(t, cursor, offset, &mut |w: Walked| {
+                    let Some(meta) = store.meta_in(w.dir, w.file)? else {
+                        return Ok(false);
+                    };
+                    // A replaced version lost its key link, so only the
+                    // current version of a name is live.
+                    let Some(record) = meta.record.as_ref().filter(|_| meta.is_live()) else {
+                        return Ok(false);
+                    };
+                    if !record.tags.iter().any(|x| **x == **t) {
+                        return Ok(false);
+                    }
+                    let name = record.name.clone();
+                    let found = if plus {
+                        self.node_for(&meta, &name, false)
+                    } else {
+                        self.plain(w.ino, &meta)
+                    };
+                    Ok(give(&name, w.cookie, found, plus))
+                })?;
+            }
+            Kind::Stats | Kind::Entry(_) => return Err(FsError::Invalid("not a directory")),
         }
         Ok(())
+    }
+
+    /// A name for plain READDIR: no node, the store's inode number.
+    fn plain(&self, ino: u64, meta: &Meta) -> Lookup {
+        let mut attr = self.fs.dir_attr(ino.max(1));
+        attr.kind = FileKind::RegularFile;
+        attr.size = meta.size;
+        Lookup::Found(super::attr::Entry {
+            attr,
+            ttl: Duration::ZERO,
+        })
     }
 }

@@ -55,14 +55,14 @@ impl Mount<'_> {
         let fs = self.fs;
         let mut nodes = self.state().nodes.lock().unwrap();
         let id = nodes.entry(meta, name, stale_view, false);
-        let node = nodes.entry_mut(id).expect("just made");
+        let node = nodes.entry_of(id).expect("just made");
         let ttl = if stale_view {
             fs.opts.cache_timeout
         } else {
             fs.ttl(node.expiry)
         };
         Lookup::Found(Entry {
-            attr: fs.entry_attr(id, node),
+            attr: fs.entry_attr(id, &node),
             ttl,
         })
     }
@@ -102,10 +102,7 @@ impl Mount<'_> {
     /// Node `id` takes what changed in place (size, links, expiry) from
     /// `meta`, if it still names that version.
     pub(super) fn refresh_node(&self, id: u64, meta: &Meta) {
-        let mut nodes = self.state().nodes.lock().unwrap();
-        if let Some(node) = nodes.entry_mut(id).filter(|n| n.is(meta)) {
-            node.update(meta);
-        }
+        self.state().nodes.lock().unwrap().refresh(id, meta);
     }
 
     /// The committed version an operation reaching `node` acts on: the

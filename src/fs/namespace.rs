@@ -120,9 +120,14 @@ impl Mount<'_> {
         let mut tags = old_tags.clone();
         tags.push(tag.to_vec());
         tags.sort();
-        let v = self.store().retag(&name, &tags)?;
+        let published = self.store().retag_published(&name, &tags)?;
         bump(&self.fs.counters.commits);
-        let change = Change::entry(&name, tags);
+        if let Some(old) = published.replaced {
+            self.fs.pin_for_readers(old);
+        }
+        let v = published.version;
+        let mut change = Change::entry(&name, tags);
+        change.tags = published.created;
         Ok((self.node_for(&v.meta, &name, false), change))
     }
 

@@ -14,12 +14,15 @@
 //!   descriptors opened before keep reading it.
 //! - `keys/x` and `tags/t/x` resolve to the same node; `stale/x` has nodes
 //!   of its own (read-only), so a write open is never mistaken for either.
-//! - A node costs a fixed amount: the slot (about 100 bytes), its entry in
-//!   the version index, its name; tag sets are shared between nodes.
+//! - A node costs a fixed amount: its slot (96 bytes), its entry in the
+//!   version index (a few bytes), its name; tag sets are shared.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use crate::store::{Meta, Time};
 
@@ -31,11 +34,36 @@ pub const STATS: u64 = 5;
 const FIRST_TAG: u64 = 16;
 /// Entry ids are at least this (generation ≥ 1): never a fixed or tag id.
 const FIRST_ENTRY: u64 = 1 << 32;
+/// Slots are allocated this many at a time (no doubling of a huge table).
+const CHUNK: usize = 4096;
 
 /// A set of tags, shared by every node that carries the same set.
 pub type TagSet = Arc<[Vec<u8>]>;
 
-/// One version the kernel holds a node for.
+/// One version the kernel holds a node for, as the table keeps it.
+#[derive(Debug, Clone)]
+struct Node {
+    ino: u64,
+    ver: u64,
+    name: Box<[u8]>,
+    size: u64,
+    /// The expiry in nanoseconds since the epoch (2^32 s fits).
+    expiry_ns: u64,
+    /// The committed length; `u64::MAX` when none was recorded.
+    len: u64,
+    blocks: u32,
+    ttl: u32,
+    nlink: u32,
+    used: u32,
+    tags: u32,
+    flags: u8,
+}
+
+const STALE_VIEW: u8 = 1;
+const PENDING: u8 = 2;
+const FOREIGN: u8 = 4;
+
+/// An entry node, handed out by the table (a copy).
 #[derive(Debug, Clone)]
 pub struct EntryNode {
     pub ino: u64,
@@ -48,7 +76,6 @@ pub struct EntryNode {
     /// The TTL the entry was given (0 = never).
     pub ttl: u64,
     pub nlink: u32,
-    /// Its record's committed length, if it has one.
     len: Option<u64>,
     /// Written by another program (no record): judged by expiry alone.
     pub foreign: bool,
@@ -56,8 +83,6 @@ pub struct EntryNode {
     pub stale_view: bool,
     /// Created by a writer and not committed yet: only the writer sees it.
     pub pending: bool,
-    /// When the kernel last asked for it (`Nodes::tick`).
-    pub used: u32,
 }
 
 impl EntryNode {
@@ -93,6 +118,35 @@ impl EntryNode {
     }
 }
 
+fn expiry_ns(t: Time) -> u64 {
+    (t.sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.nsec.clamp(0, 999_999_999) as u64)
+}
+
+fn expiry_of(ns: u64) -> Time {
+    Time {
+        sec: (ns / 1_000_000_000) as i64,
+        nsec: (ns % 1_000_000_000) as i64,
+    }
+}
+
+impl Node {
+    fn update(&mut self, meta: &Meta) {
+        self.size = meta.size;
+        self.blocks = meta.blocks.min(u32::MAX as u64) as u32;
+        self.nlink = meta.nlink.min(u32::MAX as u64) as u32;
+        self.expiry_ns = expiry_ns(meta.expiry);
+        if let Some(r) = &meta.record {
+            self.ttl = r.ttl.min(u32::MAX as u64) as u32;
+        }
+    }
+
+    fn is(&self, ino: u64, ver: u64, stale_view: bool) -> bool {
+        self.ino == ino && self.ver == ver && (self.flags & STALE_VIEW != 0) == stale_view
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Kind {
     Root,
@@ -109,19 +163,22 @@ pub enum Kind {
 struct Slot {
     generation: u32,
     lookups: u64,
-    node: Option<EntryNode>,
+    node: Option<Node>,
 }
 
 #[derive(Debug)]
 pub struct Nodes {
-    slots: Vec<Slot>,
+    chunks: Vec<Vec<Slot>>,
     free: Vec<u32>,
-    /// (inode, version, stale view) → slot.
-    by_version: HashMap<(u64, u64, bool), u32>,
+    /// Slots by (inode, version, stale view).
+    by_version: HashTable<u32>,
+    hasher: RandomState,
     tags: HashMap<u64, (Arc<[u8]>, u64)>,
     by_tag: HashMap<Arc<[u8]>, u64>,
     next_tag: u64,
-    tag_sets: HashSet<TagSet>,
+    /// Tag sets by index, with how many nodes use each.
+    tag_sets: Vec<(TagSet, u64)>,
+    tag_set_index: HashMap<TagSet, u32>,
     pinned: HashMap<u32, File>,
     entries: usize,
     /// The recency clock: seconds since the table was made.
@@ -131,13 +188,15 @@ pub struct Nodes {
 impl Default for Nodes {
     fn default() -> Self {
         Nodes {
-            slots: Vec::new(),
+            chunks: Vec::new(),
             free: Vec::new(),
-            by_version: HashMap::new(),
+            by_version: HashTable::new(),
+            hasher: RandomState::new(),
             tags: HashMap::new(),
             by_tag: HashMap::new(),
             next_tag: FIRST_TAG,
-            tag_sets: HashSet::new(),
+            tag_sets: Vec::new(),
+            tag_set_index: HashMap::new(),
             pinned: HashMap::new(),
             entries: 0,
             started: std::time::Instant::now(),
@@ -149,24 +208,60 @@ fn split(id: u64) -> Option<(u32, u32)> {
     (id >= FIRST_ENTRY).then_some(((id >> 32) as u32, id as u32))
 }
 
+fn id_of(generation: u32, idx: u32) -> u64 {
+    (generation as u64) << 32 | idx as u64
+}
+
 impl Nodes {
     /// The recency clock's current tick.
     pub fn tick(&self) -> u32 {
         self.started.elapsed().as_secs() as u32
     }
 
-    fn slot(&self, id: u64) -> Option<&Slot> {
-        let (generation, idx) = split(id)?;
-        self.slots
-            .get(idx as usize)
-            .filter(|s| s.generation == generation && s.node.is_some())
+    fn hash(&self, ino: u64, ver: u64, stale_view: bool) -> u64 {
+        self.hasher.hash_one((ino, ver, stale_view))
     }
 
-    fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
+    fn at(&self, idx: u32) -> &Slot {
+        &self.chunks[idx as usize / CHUNK][idx as usize % CHUNK]
+    }
+
+    fn at_mut(&mut self, idx: u32) -> &mut Slot {
+        &mut self.chunks[idx as usize / CHUNK][idx as usize % CHUNK]
+    }
+
+    fn live_slot(&self, id: u64) -> Option<(u32, &Slot)> {
         let (generation, idx) = split(id)?;
-        self.slots
-            .get_mut(idx as usize)
-            .filter(|s| s.generation == generation && s.node.is_some())
+        let chunk = self.chunks.get(idx as usize / CHUNK)?;
+        let slot = chunk.get(idx as usize % CHUNK)?;
+        (slot.generation == generation && slot.node.is_some()).then_some((idx, slot))
+    }
+
+    fn node_mut(&mut self, id: u64) -> Option<&mut Node> {
+        let (idx, _) = self.live_slot(id)?;
+        self.at_mut(idx).node.as_mut()
+    }
+
+    fn entry_node(&self, node: &Node) -> EntryNode {
+        EntryNode {
+            ino: node.ino,
+            ver: node.ver,
+            name: node.name.clone(),
+            tags: self.tag_sets[node.tags as usize].0.clone(),
+            size: node.size,
+            blocks: node.blocks as u64,
+            expiry: expiry_of(node.expiry_ns),
+            ttl: if node.ttl == u32::MAX {
+                crate::store::layout::NEVER as u64
+            } else {
+                node.ttl as u64
+            },
+            nlink: node.nlink,
+            len: (node.len != u64::MAX).then_some(node.len),
+            foreign: node.flags & FOREIGN != 0,
+            stale_view: node.flags & STALE_VIEW != 0,
+            pending: node.flags & PENDING != 0,
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<Kind> {
@@ -177,96 +272,178 @@ impl Nodes {
             STALE => Some(Kind::Stale),
             STATS => Some(Kind::Stats),
             id if id < FIRST_ENTRY => self.tags.get(&id).map(|(t, _)| Kind::Tag(t.clone())),
-            id => self
-                .slot(id)
-                .and_then(|s| s.node.clone())
-                .map(|n| Kind::Entry(Box::new(n))),
+            id => {
+                let (_, slot) = self.live_slot(id)?;
+                let node = slot.node.as_ref()?;
+                Some(Kind::Entry(Box::new(self.entry_node(node))))
+            }
         }
     }
 
-    /// Entry node `id`, to read or change in place.
-    pub fn entry_mut(&mut self, id: u64) -> Option<&mut EntryNode> {
-        self.slot_mut(id).and_then(|s| s.node.as_mut())
+    /// Entry node `id` (a copy), if the kernel holds it.
+    pub fn entry_of(&self, id: u64) -> Option<EntryNode> {
+        let (_, slot) = self.live_slot(id)?;
+        Some(self.entry_node(slot.node.as_ref()?))
     }
 
-    fn tag_set(&mut self, tags: &[Vec<u8>]) -> TagSet {
-        if let Some(set) = self.tag_sets.get(tags) {
-            return set.clone();
+    fn tag_set(&mut self, tags: &[Vec<u8>]) -> u32 {
+        if let Some(&i) = self.tag_set_index.get(tags) {
+            self.tag_sets[i as usize].1 += 1;
+            return i;
         }
         let set: TagSet = tags.into();
-        self.tag_sets.insert(set.clone());
-        set
+        let i = match self.tag_sets.iter().position(|(_, users)| *users == 0) {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.tag_sets[i], (set.clone(), 1));
+                self.tag_set_index.remove(&old.0);
+                i
+            }
+            None => {
+                self.tag_sets.push((set.clone(), 1));
+                self.tag_sets.len() - 1
+            }
+        };
+        self.tag_set_index.insert(set, i as u32);
+        i as u32
+    }
+
+    fn drop_tag_set(&mut self, i: u32) {
+        let (set, users) = &mut self.tag_sets[i as usize];
+        *users -= 1;
+        if *users == 0 {
+            let set = set.clone();
+            self.tag_set_index.remove(&set);
+        }
     }
 
     /// The node of the version `meta` describes (found by its identity, or
     /// new), counted as one more kernel lookup, its attributes refreshed.
     pub fn entry(&mut self, meta: &Meta, name: &[u8], stale_view: bool, pending: bool) -> u64 {
-        let key = (meta.ino, meta.ver, stale_view);
+        let hash = self.hash(meta.ino, meta.ver, stale_view);
         let used = self.tick();
-        if let Some(&idx) = self.by_version.get(&key) {
-            let slot = &mut self.slots[idx as usize];
+        let chunks = &self.chunks;
+        let found = self.by_version.find(hash, |&idx| {
+            let slot = &chunks[idx as usize / CHUNK][idx as usize % CHUNK];
+            slot.node
+                .as_ref()
+                .is_some_and(|n| n.is(meta.ino, meta.ver, stale_view))
+        });
+        if let Some(&idx) = found {
+            let slot = self.at_mut(idx);
             slot.lookups += 1;
-            let node = slot.node.as_mut().expect("by_version points at a node");
+            let generation = slot.generation;
+            let node = slot.node.as_mut().expect("indexed slots hold a node");
             node.update(meta);
-            node.pending = pending;
             node.used = used;
+            node.flags = node.flags & !PENDING | if pending { PENDING } else { 0 };
             if *node.name != *name {
                 node.name = name.into();
             }
-            return (slot.generation as u64) << 32 | idx as u64;
+            self.adopt_record(idx, meta);
+            return id_of(generation, idx);
         }
         let tags = self.tag_set(meta.tags());
-        let node = EntryNode {
+        let mut node = Node {
             ino: meta.ino,
             ver: meta.ver,
             name: name.into(),
-            tags,
-            size: meta.size,
-            blocks: meta.blocks,
-            expiry: meta.expiry,
-            ttl: meta.ttl(),
-            nlink: meta.nlink.min(u32::MAX as u64) as u32,
-            len: meta.record.as_ref().and_then(|r| r.len),
-            foreign: meta.record.is_none(),
-            stale_view,
-            pending,
+            size: 0,
+            expiry_ns: 0,
+            len: meta.record.as_ref().and_then(|r| r.len).unwrap_or(u64::MAX),
+            blocks: 0,
+            ttl: meta.ttl().min(u32::MAX as u64) as u32,
+            nlink: 0,
             used,
+            tags,
+            flags: if stale_view { STALE_VIEW } else { 0 }
+                | if pending { PENDING } else { 0 }
+                | if meta.record.is_none() { FOREIGN } else { 0 },
         };
+        node.update(meta);
         let idx = match self.free.pop() {
             Some(idx) => idx,
             None => {
-                self.slots.push(Slot {
+                let next = self.chunks.iter().map(Vec::len).sum::<usize>();
+                if next % CHUNK == 0 {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                self.chunks.last_mut().expect("just made").push(Slot {
                     generation: 0,
                     lookups: 0,
                     node: None,
                 });
-                (self.slots.len() - 1) as u32
+                next as u32
             }
         };
-        let slot = &mut self.slots[idx as usize];
+        let slot = self.at_mut(idx);
         slot.generation += 1;
         slot.lookups = 1;
         slot.node = Some(node);
-        self.by_version.insert(key, idx);
+        let generation = slot.generation;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.by_version.insert_unique(hash, idx, |&i| {
+            let n = chunks[i as usize / CHUNK][i as usize % CHUNK]
+                .node
+                .as_ref()
+                .expect("indexed slots hold a node");
+            hasher.hash_one((n.ino, n.ver, n.flags & STALE_VIEW != 0))
+        });
         self.entries += 1;
-        (slot.generation as u64) << 32 | idx as u64
+        id_of(generation, idx)
     }
 
     /// Node `id` (a writer's pending node) is now the committed version
     /// `meta`, if it is that version; otherwise nothing changes.
     pub fn settle(&mut self, id: u64, meta: &Meta) {
-        let Some(node) = self.entry_mut(id).filter(|n| n.is(meta)) else {
+        let Some((idx, _)) = self.live_slot(id) else {
             return;
         };
-        let was_pending = node.pending;
+        let Some(node) = self.at_mut(idx).node.as_mut() else {
+            return;
+        };
+        if node.ino != meta.ino || node.ver != meta.ver {
+            return;
+        }
         node.update(meta);
-        node.pending = false;
-        if was_pending {
-            let tags = self.tag_set(meta.tags());
-            let node = self.entry_mut(id).expect("checked above");
-            node.tags = tags;
-            node.len = meta.record.as_ref().and_then(|r| r.len);
-            node.foreign = meta.record.is_none();
+        node.flags &= !PENDING;
+        self.adopt_record(idx, meta);
+    }
+
+    /// A node made from a draft (no record yet) takes what its committed
+    /// record says: its tags, its length. Whoever sees the record first —
+    /// the committing writer, or a lookup racing it — does it.
+    fn adopt_record(&mut self, idx: u32, meta: &Meta) {
+        let Some(record) = &meta.record else {
+            return;
+        };
+        let node = self.at(idx).node.as_ref().expect("a live slot");
+        if node.flags & FOREIGN == 0 {
+            return;
+        }
+        let old_tags = node.tags;
+        let tags = self.tag_set(&record.tags);
+        let node = self.at_mut(idx).node.as_mut().expect("a live slot");
+        node.tags = tags;
+        node.len = record.len.unwrap_or(u64::MAX);
+        node.flags &= !FOREIGN;
+        self.drop_tag_set(old_tags);
+    }
+
+    /// Node `id` takes `meta`'s size, links and expiry if it is that version.
+    pub fn refresh(&mut self, id: u64, meta: &Meta) {
+        if let Some(node) = self.node_mut(id)
+            && node.ino == meta.ino
+            && node.ver == meta.ver
+        {
+            node.update(meta);
+        }
+    }
+
+    /// The kernel asked for node `id` again (an open): it is recent.
+    pub fn touch(&mut self, id: u64) {
+        let tick = self.tick();
+        if let Some(node) = self.node_mut(id) {
+            node.used = tick;
         }
     }
 
@@ -301,60 +478,72 @@ impl Nodes {
             }
             return;
         }
-        let Some(slot) = self.slot_mut(id) else {
+        let Some((idx, _)) = self.live_slot(id) else {
             return;
         };
+        let slot = self.at_mut(idx);
         slot.lookups = slot.lookups.saturating_sub(n);
         if slot.lookups > 0 {
             return;
         }
-        let node = slot.node.take().expect("slot checked");
-        let idx = id as u32;
-        self.by_version
-            .remove(&(node.ino, node.ver, node.stale_view));
+        let node = slot.node.take().expect("live slot");
+        let hash = self.hash(node.ino, node.ver, node.flags & STALE_VIEW != 0);
+        if let Ok(entry) = self.by_version.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
         self.pinned.remove(&idx);
         self.free.push(idx);
         self.entries -= 1;
-        // The table's own reference and this node's: the last user of the set.
-        if Arc::strong_count(&node.tags) == 2 {
-            self.tag_sets.remove(&node.tags);
-        }
+        self.drop_tag_set(node.tags);
     }
 
     /// The node of version (`ino`, `ver`) outside `stale/`, if the kernel
     /// holds one.
     pub fn find(&self, ino: u64, ver: u64) -> Option<u64> {
-        let idx = *self.by_version.get(&(ino, ver, false))?;
-        Some((self.slots[idx as usize].generation as u64) << 32 | idx as u64)
+        let hash = self.hash(ino, ver, false);
+        let idx = *self.by_version.find(hash, |&idx| {
+            self.at(idx)
+                .node
+                .as_ref()
+                .is_some_and(|n| n.is(ino, ver, false))
+        })?;
+        Some(id_of(self.at(idx).generation, idx))
     }
 
-    /// Keeps `file` (the version of node `id`, replaced or about to be
-    /// reaped) open until the kernel forgets the node.
+    /// Keeps `file` (the version of node `id`, replaced) open until the
+    /// kernel forgets the node.
     pub fn pin(&mut self, id: u64, file: File) {
-        if self.slot(id).is_some() {
-            self.pinned.insert(id as u32, file);
+        if let Some((idx, _)) = self.live_slot(id) {
+            self.pinned.insert(idx, file);
         }
     }
 
     /// The pinned file of node `id`, if any.
     pub fn pinned(&self, id: u64) -> Option<&File> {
-        self.slot(id)?;
-        self.pinned.get(&(id as u32))
+        let (idx, _) = self.live_slot(id)?;
+        self.pinned.get(&idx)
     }
 
-    fn nodes(&self) -> impl Iterator<Item = (u64, &EntryNode)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(idx, s)| {
-            s.node
-                .as_ref()
-                .map(|n| ((s.generation as u64) << 32 | idx as u64, n))
+    fn nodes(&self) -> impl Iterator<Item = (u64, &Node)> + '_ {
+        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+            chunk.iter().enumerate().filter_map(move |(i, s)| {
+                s.node
+                    .as_ref()
+                    .map(|n| (id_of(s.generation, (c * CHUNK + i) as u32), n))
+            })
         })
     }
 
     /// Names and tags of the entry nodes whose tags include `tag`.
     pub fn entries_tagged(&self, tag: &[u8]) -> Vec<(Box<[u8]>, TagSet)> {
+        let sets: Vec<bool> = self
+            .tag_sets
+            .iter()
+            .map(|(set, users)| *users > 0 && set.iter().any(|t| t == tag))
+            .collect();
         self.nodes()
-            .filter(|(_, n)| n.carries(tag))
-            .map(|(_, n)| (n.name.clone(), n.tags.clone()))
+            .filter(|(_, n)| sets[n.tags as usize])
+            .map(|(_, n)| (n.name.clone(), self.tag_sets[n.tags as usize].0.clone()))
             .collect()
     }
 
@@ -362,10 +551,17 @@ impl Nodes {
     /// have its name `name`.
     pub fn rename_version(&mut self, meta: &Meta, name: &[u8]) {
         for stale_view in [false, true] {
-            let Some(&idx) = self.by_version.get(&(meta.ino, meta.ver, stale_view)) else {
+            let hash = self.hash(meta.ino, meta.ver, stale_view);
+            let chunks = &self.chunks;
+            let Some(&idx) = self.by_version.find(hash, |&idx| {
+                chunks[idx as usize / CHUNK][idx as usize % CHUNK]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| n.is(meta.ino, meta.ver, stale_view))
+            }) else {
                 continue;
             };
-            if let Some(n) = self.slots[idx as usize].node.as_mut() {
+            if let Some(n) = self.at_mut(idx).node.as_mut() {
                 n.name = name.into();
                 n.update(meta);
             }
@@ -380,9 +576,9 @@ impl Nodes {
     /// The `n` entry nodes (not pending) the kernel asked for least
     /// recently: their names and tags.
     pub fn coldest(&self, n: usize) -> Vec<(Box<[u8]>, TagSet)> {
-        let mut all: Vec<(u32, u64, &EntryNode)> = self
+        let mut all: Vec<(u32, u64, &Node)> = self
             .nodes()
-            .filter(|(_, node)| !node.pending)
+            .filter(|(_, node)| node.flags & PENDING == 0)
             .map(|(id, node)| (node.used, id, node))
             .collect();
         if n < all.len() {
@@ -390,7 +586,12 @@ impl Nodes {
             all.truncate(n);
         }
         all.into_iter()
-            .map(|(_, _, node)| (node.name.clone(), node.tags.clone()))
+            .map(|(_, _, node)| {
+                (
+                    node.name.clone(),
+                    self.tag_sets[node.tags as usize].0.clone(),
+                )
+            })
             .collect()
     }
 
@@ -434,6 +635,8 @@ mod tests {
         assert_ne!(c, a, "a slot reused gets a new generation");
         assert!(c >= FIRST_ENTRY);
         assert_eq!(nodes.entry_count(), 2);
+        assert_eq!(nodes.find(7, 1), Some(c));
+        assert_eq!(nodes.find(7, 2), Some(b));
     }
 
     #[test]
@@ -450,11 +653,12 @@ mod tests {
         let a = nodes.entry(&m, b"x", false, false);
         m.ino = 2;
         let b = nodes.entry(&m, b"y", false, false);
-        assert_eq!(nodes.tag_sets.len(), 1);
+        assert_eq!(nodes.tag_set_index.len(), 1);
+        assert_eq!(nodes.entries_tagged(b"t").len(), 2);
         nodes.forget(a, 1);
-        assert_eq!(nodes.tag_sets.len(), 1);
+        assert_eq!(nodes.tag_set_index.len(), 1);
         nodes.forget(b, 1);
-        assert!(nodes.tag_sets.is_empty());
+        assert!(nodes.tag_set_index.is_empty());
         assert_eq!(nodes.entries_tagged(b"t").len(), 0);
     }
 
@@ -464,13 +668,30 @@ mod tests {
         let ids: Vec<u64> = (0..4)
             .map(|i| nodes.entry(&meta(i, 1), &[b'a' + i as u8], false, false))
             .collect();
-        nodes.entry_mut(ids[0]).unwrap().used = 9;
-        nodes.entry_mut(ids[2]).unwrap().used = 9;
+        nodes.node_mut(ids[0]).unwrap().used = 9;
+        nodes.node_mut(ids[2]).unwrap().used = 9;
         let cold: Vec<Box<[u8]>> = nodes.coldest(2).into_iter().map(|(n, _)| n).collect();
         assert_eq!(cold.len(), 2);
         assert!(
             cold.iter().all(|n| **n == *b"b" || **n == *b"d"),
             "{cold:?}"
         );
+    }
+
+    #[test]
+    fn many_nodes_come_and_go_across_chunks() {
+        let mut nodes = Nodes::default();
+        let ids: Vec<u64> = (0..10_000)
+            .map(|i| nodes.entry(&meta(i, 1), b"n", false, false))
+            .collect();
+        assert_eq!(nodes.entry_count(), 10_000);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(nodes.find(i as u64, 1), Some(*id));
+        }
+        for id in &ids {
+            nodes.forget(*id, 1);
+        }
+        assert_eq!(nodes.entry_count(), 0);
+        assert!(nodes.find(5, 1).is_none());
     }
 }

@@ -217,11 +217,14 @@ impl Mount<'_> {
                 Ok(Some(Change::entry(&node.name, meta.tags().to_vec())))
             }
             Set::Tags(tags) => {
-                let v = self.store().retag(&node.name, &tags)?;
+                let published = self.store().retag_published(&node.name, &tags)?;
                 bump(&self.fs.counters.commits);
+                if let Some(old) = published.replaced {
+                    self.fs.pin_for_readers(old);
+                }
                 let mut change =
                     Change::entry(&node.name, meta.tags().iter().cloned().chain(tags.clone()));
-                change.tags = v.meta.tags().to_vec();
+                change.tags = published.created;
                 Ok(Some(change))
             }
         }

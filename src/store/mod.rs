@@ -17,6 +17,7 @@ mod cleanup;
 pub mod error;
 pub mod layout;
 mod sys;
+pub mod walk;
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -194,6 +195,16 @@ impl Meta {
         }
     }
 
+    /// The metadata of a file with this stat, record and birth time: its
+    /// identity is the record's version id, else the birth time.
+    fn with_record(st: &libc::stat, record: Option<Record>, btime: Option<u64>) -> Meta {
+        let ver = match &record {
+            Some(r) if r.ver != 0 => r.ver,
+            _ => btime.unwrap_or(0),
+        };
+        Meta::from_stat(st, record, ver)
+    }
+
     pub fn is_live_at(&self, now: Time) -> bool {
         self.expiry > now && self.links_ok() && self.whole()
     }
@@ -243,6 +254,8 @@ pub struct Published {
     pub version: Version,
     pub held: Vec<TagDir>,
     pub replaced: Option<Version>,
+    /// Tags whose directory this commit made (new names in `tags/`).
+    pub created: Vec<Vec<u8>>,
 }
 
 /// A version being written: a file in `tmp/`, flocked while it lives so that
@@ -411,11 +424,7 @@ impl Store {
         let record = sys::fgetxattr(file, RECORD)
             .at(&shown)?
             .and_then(|v| Record::decode(&v));
-        let ver = match &record {
-            Some(r) if r.ver != 0 => r.ver,
-            _ => btime.unwrap_or(0),
-        };
-        Ok(Meta::from_stat(&st, record, ver))
+        Ok(Meta::with_record(&st, record, btime))
     }
 
     /// Re-reads the metadata of an open version.
@@ -546,6 +555,7 @@ impl Store {
         let carried = c.carried;
 
         let mut linked: Vec<(TagDir, OwnedFd)> = Vec::new();
+        let mut created = Vec::new();
         let undo = |linked: &[(TagDir, OwnedFd)]| {
             for (_, ss_dir) in linked {
                 let _ = sys::unlinkat(ss_dir.as_fd(), &link, false);
@@ -556,7 +566,14 @@ impl Store {
             let held = c.held.iter().find(|h| h.tag == *tag);
             let result = match held {
                 Some(held) => self.link_into_held(&draft, held, &ss, &link),
-                None => self.link_into_tag(&draft, tag, &ss, &link, carried, c.replaces),
+                None => self
+                    .link_into_tag(&draft, tag, &ss, &link, carried, c.replaces)
+                    .map(|(held, ss_dir, made)| {
+                        if made {
+                            created.push(tag.clone());
+                        }
+                        (held, ss_dir)
+                    }),
             };
             match result {
                 Ok(dirs) => linked.push(dirs),
@@ -609,6 +626,7 @@ impl Store {
             version: Version { file, meta },
             held: linked.into_iter().map(|(dir, _)| dir).collect(),
             replaced,
+            created,
         })
     }
 
@@ -657,8 +675,8 @@ impl Store {
         Ok(replaced)
     }
 
-    /// Links the draft into `tag`'s directory; returns that directory and
-    /// its `SS` directory.
+    /// Links the draft into `tag`'s directory; returns that directory, its
+    /// `SS` directory, and whether this made the tag's directory.
     fn link_into_tag(
         &self,
         draft: &Draft,
@@ -667,21 +685,21 @@ impl Store {
         link: &str,
         carried: bool,
         replaces: Option<&Version>,
-    ) -> Result<(TagDir, OwnedFd)> {
+    ) -> Result<(TagDir, OwnedFd, bool)> {
         let tag_rel = layout::tag_path(tag).path();
         let shown = || self.show(&format!("{tag_rel}/{ss}/{link}"));
         // A removed directory (ENOENT on link) means an rmdir won the race:
         // a fresh commit starts a new tag directory, a re-commit gives up.
         for _ in 0..8 {
-            let tag_dir = if carried {
+            let (tag_dir, made) = if carried {
                 match sys::open_dir(self.data.as_fd(), &tag_rel) {
                     Err(e) if is_absent(&e) => return Err(Error::Invalidated(lossy(tag))),
-                    other => other.at(shown)?,
+                    other => (other.at(shown)?, false),
                 }
             } else {
                 // A cleanup may remove the directory as empty right after
                 // it was made.
-                match sys::mkdir_all(self.data.as_fd(), &tag_rel) {
+                match sys::mkdir_all_new(self.data.as_fd(), &tag_rel) {
                     Err(e) if is_absent(&e) => continue,
                     other => other.at(shown)?,
                 }
@@ -710,7 +728,7 @@ impl Store {
                         tag: tag.to_vec(),
                         dir: tag_dir,
                     };
-                    return Ok((held, ss_dir));
+                    return Ok((held, ss_dir, made));
                 }
                 Err(e) if is_absent(&e) && carried => {
                     return Err(Error::Invalidated(lossy(tag)));
@@ -786,11 +804,16 @@ impl Store {
 
     /// Commits a copy of `name`'s live version carrying `tags` instead.
     pub fn retag(&self, name: &[u8], tags: &[Vec<u8>]) -> Result<Version> {
+        self.retag_published(name, tags).map(|p| p.version)
+    }
+
+    /// `retag`, saying what it published and replaced.
+    pub fn retag_published(&self, name: &[u8], tags: &[Vec<u8>]) -> Result<Published> {
         let old = self
             .open_live(name)?
             .ok_or_else(|| Error::NoEntry(lossy(name)))?;
         let draft = self.draft_from(&old.file)?;
-        self.commit(
+        self.publish(
             draft,
             &Commit {
                 name,

@@ -80,20 +80,26 @@ pub fn open_file(dir: BorrowedFd, path: &str) -> io::Result<File> {
 
 /// Creates each missing directory of `path` below `dir` and opens the last.
 pub fn mkdir_all(dir: BorrowedFd, path: &str) -> io::Result<OwnedFd> {
+    mkdir_all_new(dir, path).map(|(fd, _)| fd)
+}
+
+/// `mkdir_all`, saying whether it made the last directory.
+pub fn mkdir_all_new(dir: BorrowedFd, path: &str) -> io::Result<(OwnedFd, bool)> {
     match open_dir(dir, path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        other => return other,
+        other => return other.map(|fd| (fd, false)),
     }
     let mut current = dir.try_clone_to_owned()?;
+    let mut made = false;
     for part in path.split('/') {
-        match mkdirat(current.as_fd(), part) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        made = match mkdirat(current.as_fd(), part) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
             Err(e) => return Err(e),
-        }
+        };
         current = open_dir(current.as_fd(), part)?;
     }
-    Ok(current)
+    Ok((current, made))
 }
 
 pub fn mkdirat(dir: BorrowedFd, name: &str) -> io::Result<()> {
@@ -172,6 +178,10 @@ pub fn fstat_btime(fd: BorrowedFd) -> io::Result<(libc::stat, Option<u64>)> {
     }
     // SAFETY: written by the kernel.
     let stx = unsafe { stx.assume_init() };
+    Ok(from_statx(&stx))
+}
+
+fn from_statx(stx: &libc::statx) -> (libc::stat, Option<u64>) {
     // SAFETY: a plain C struct; every field we read is set below.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     st.st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
@@ -192,7 +202,81 @@ pub fn fstat_btime(fd: BorrowedFd) -> io::Result<(libc::stat, Option<u64>)> {
     let btime = (stx.stx_mask & libc::STATX_BTIME != 0)
         .then(|| stx.stx_btime.tv_sec as u64 * 1_000_000_000 + stx.stx_btime.tv_nsec as u64)
         .filter(|&b| b != 0);
-    Ok((st, btime))
+    (st, btime)
+}
+
+/// `statx` of a final component in `dir` (never following a symlink), as
+/// a `stat` and a birth time, like `fstat_btime`.
+pub fn statx_at(dir: BorrowedFd, name: &str) -> io::Result<(libc::stat, Option<u64>)> {
+    let c = cstr(name);
+    let mut stx = MaybeUninit::<libc::statx>::uninit();
+    // SAFETY: `stx` is written by the kernel on success.
+    cvt(unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            stx.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: written by the kernel.
+    let stx = unsafe { stx.assume_init() };
+    Ok(from_statx(&stx))
+}
+
+/// `getxattrat(2)` (Linux 6.13) of a final component in `dir`, never
+/// following a symlink; `Ok(None)` when it has no such attribute. Older
+/// kernels: open it (O_NOFOLLOW) and `fgetxattr`.
+pub fn getxattr_at(dir: BorrowedFd, name: &str, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    const SYS_GETXATTRAT: libc::c_long = 464;
+    #[repr(C)]
+    struct XattrArgs {
+        value: u64,
+        size: u32,
+        flags: u32,
+    }
+    if !MISSING.load(Ordering::Relaxed) {
+        let c = cstr(name);
+        let mut buf = vec![0u8; 512];
+        loop {
+            let mut args = XattrArgs {
+                value: buf.as_mut_ptr() as u64,
+                size: buf.len() as u32,
+                flags: 0,
+            };
+            // SAFETY: valid strings, args and buffer of the size given.
+            let n = unsafe {
+                libc::syscall(
+                    SYS_GETXATTRAT,
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                    attr.as_ptr(),
+                    &mut args as *mut XattrArgs,
+                    std::mem::size_of::<XattrArgs>(),
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return Ok(Some(buf));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ENODATA) => return Ok(None),
+                Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+                Some(libc::ENOSYS) => {
+                    MISSING.store(true, Ordering::Relaxed);
+                    break;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+    let file = open_file(dir, name)?;
+    fgetxattr(file.as_fd(), attr)
 }
 
 /// `lstat` of a final component in `dir`.
@@ -315,6 +399,57 @@ pub fn copy_file(src: &File, dst: &File) -> io::Result<()> {
 
 /// The names in directory `dir` (without `.` and `..`).
 pub fn read_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
+    Ok(read_dir_inos(dir)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The names in directory `dir` (without `.` and `..`) with their inode
+/// numbers, read from `dir`'s own position (a directory the caller just
+/// opened). A directory that cannot be read to its end is an error.
+pub fn list_fresh_dir(dir: BorrowedFd) -> io::Result<Vec<(Vec<u8>, u64)>> {
+    let mut names = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Ok(names);
+        }
+        let mut at = 0usize;
+        while at + 19 <= n as usize {
+            // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+            let ino = u64::from_ne_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+            let reclen = u16::from_ne_bytes(buf[at + 16..at + 18].try_into().expect("2 bytes"));
+            let name = &buf[at + 19..at + reclen as usize];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                names.push((name.to_vec(), ino));
+            }
+            at += reclen as usize;
+        }
+    }
+}
+
+/// The names in directory `dir` (without `.` and `..`) with their inode
+/// numbers. A directory that cannot be read to its end is an error, never
+/// a short list.
+pub fn read_dir_inos(dir: BorrowedFd) -> io::Result<Vec<(Vec<u8>, u64)>> {
     let fd = open_dir(dir, ".")?;
     let raw = fd.as_raw_fd();
     // SAFETY: fdopendir takes ownership of the descriptor on success.
@@ -324,20 +459,32 @@ pub fn read_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
     }
     std::mem::forget(fd);
     let mut names = Vec::new();
-    loop {
+    let result = loop {
+        // SAFETY: errno is this thread's; readdir sets it only on error.
+        unsafe { *libc::__errno_location() = 0 };
         // SAFETY: dp is a valid DIR*; readdir's result is valid until the next call.
         let ent = unsafe { libc::readdir(dp) };
         if ent.is_null() {
-            break;
+            let err = io::Error::last_os_error();
+            break match err.raw_os_error() {
+                Some(0) | None => Ok(()),
+                Some(_) => Err(err),
+            };
         }
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        // SAFETY: a valid dirent until the next readdir.
+        let (name, ino) = unsafe {
+            (
+                CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes(),
+                (*ent).d_ino,
+            )
+        };
         if name != b"." && name != b".." {
-            names.push(name.to_vec());
+            names.push((name.to_vec(), ino));
         }
-    }
+    };
     // SAFETY: closes the DIR* and its descriptor.
     unsafe { libc::closedir(dp) };
-    Ok(names)
+    result.map(|()| names)
 }
 
 pub fn as_str(name: &[u8]) -> Option<&str> {
