@@ -259,15 +259,7 @@ fn committer(
             .write_all(&data[..half])
             .and_then(|()| draft.file().write_all(&data[half..]))
             .map_err(|e| Failure::Error(format!("write: {e}")))?;
-        let commit = Commit {
-            name: KEYS[key],
-            tags: &tags,
-            expiry: Time::after_ttl(ttl),
-            ttl,
-            carried: &[],
-            replaces: None,
-            held: &[],
-        };
+        let commit = Commit::fresh(KEYS[key], &tags, Time::after_ttl(ttl), ttl);
         match store.commit(draft, &commit) {
             Ok(v) => {
                 // What was committed is what was written.
@@ -631,18 +623,7 @@ fn retag_racing_a_tag_removal_and_a_fresh_commit_stays_invalidated() {
         draft.file().write_all(content).unwrap();
         let tags = [TAGS[0].to_vec()];
         store
-            .commit(
-                draft,
-                &Commit {
-                    name,
-                    tags: &tags,
-                    expiry: Time::NEVER,
-                    ttl: 0,
-                    carried: &[],
-                    replaces: None,
-                    held: &[],
-                },
-            )
+            .commit(draft, &Commit::fresh(name, &tags, Time::NEVER, 0))
             .unwrap()
     };
     put(b"a", b"old a");
@@ -713,18 +694,7 @@ fn commits_and_opens_racing_cleanup_neither_fail_nor_lose_work() {
     let commit = |name: &[u8], tag: &[u8]| {
         let draft = store.new_draft()?;
         draft.file().write_all(name).unwrap();
-        store.commit(
-            draft,
-            &Commit {
-                name,
-                tags: &[tag.to_vec()],
-                expiry: Time::NEVER,
-                ttl: 0,
-                carried: &[],
-                replaces: None,
-                held: &[],
-            },
-        )
+        store.commit(draft, &Commit::fresh(name, &[tag.to_vec()], Time::NEVER, 0))
     };
     commit(b"moved", b"m").unwrap();
     let (commits, opens) = std::thread::scope(|s| {

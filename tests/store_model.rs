@@ -185,15 +185,7 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
             let v = store
                 .commit(
                     draft,
-                    &Commit {
-                        name: NAMES[*name],
-                        tags: &tag_list(tags),
-                        expiry: Time::after_ttl(*ttl),
-                        ttl: *ttl,
-                        carried: &[],
-                        replaces: None,
-                        held: &[],
-                    },
+                    &Commit::fresh(NAMES[*name], &tag_list(tags), Time::after_ttl(*ttl), *ttl),
                 )
                 .unwrap();
             assert!(v.meta.is_live(), "a fresh commit is live: {:?}", v.meta);
