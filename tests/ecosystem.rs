@@ -1,12 +1,12 @@
 //! Mounting the way Linux users do (mount -t, fstab), signals, and the
 //! command-line tools.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use support::*;
 
 /// Unmounts `path` when dropped, for mounts made by mount(8).
 struct Unmount<'a>(&'a Path);
@@ -146,14 +146,7 @@ fn sigterm_unmounts_both_mounts() {
     assert!(is_mounted(&m.mnt) && is_mounted(&m.fast));
     // SAFETY: sending a signal to a process we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while (is_mounted(&m.mnt) || is_mounted(&m.fast)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        !is_mounted(&m.mnt) && !is_mounted(&m.fast),
-        "SIGTERM unmounts"
-    );
+    eventually(10.0, || !is_mounted(&m.mnt) && !is_mounted(&m.fast)).expect("SIGTERM unmounts");
 }
 
 #[test]
@@ -162,10 +155,8 @@ fn external_umount_ends_the_daemon() {
     let store = m.store.canonicalize().unwrap();
     let pid = daemon_pid(&store).expect("the daemon is running");
     m.unmount();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // A zombie keeps its /proc entry: its state below decides.
+    let _ = eventually(10.0, || !Path::new(&format!("/proc/{pid}")).exists());
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(
         state.is_empty() || state.contains(") Z"),
@@ -293,14 +284,8 @@ fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
     let pid = daemon_pid(&store.canonicalize().unwrap()).expect("the daemon runs");
     // SAFETY: signalling the daemon this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while is_mounted(&mnt) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        !is_mounted(&mnt),
-        "SIGTERM unmounts through fusermount3 for a normal user"
-    );
+    eventually(10.0, || !is_mounted(&mnt))
+        .expect("SIGTERM unmounts through fusermount3 for a normal user");
 }
 
 #[test]

@@ -5,16 +5,16 @@
 //! through `setpriv --reuid=65534 --regid=65534 --clear-groups` as a probe
 //! that makes the system calls it is told to and prints their errno.
 
-mod common;
 mod reliability;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 
 /// The test whose name the probe is started under.
 const TEST: &str = "without_allow_other_another_user_can_neither_read_nor_list";
@@ -109,7 +109,7 @@ fn without_allow_other_another_user_can_neither_read_nor_list() {
     }
     let m = Mount::new(&[]);
     open_up(m.dir.path());
-    common::put(&m.keys("x"), b"private", "t", 0);
+    support::put(&m.keys("x"), b"private", "t", 0);
     let keys = m.mnt.join("keys");
     let x = m.keys("x");
     let stats = m.mnt.join(".stats");
@@ -148,7 +148,7 @@ fn without_allow_other_another_user_can_neither_read_nor_list() {
 fn with_allow_other_modes_are_enforced() {
     let m = Mount::new(&["--allow-other"]);
     open_up(m.dir.path());
-    common::put(&m.keys("x"), b"shared", "t", 0);
+    support::put(&m.keys("x"), b"shared", "t", 0);
     let x = m.keys("x");
     let via_tag = m.tag("t").join("x");
     let new = m.keys("new");

@@ -14,8 +14,8 @@
 //! 5000 steps (at most 60 s) by default; `TAGCACHEFS_LONG=1` makes 100000
 //! (at most 120 s), or `TAGCACHEFS_FUZZ_OPS`.
 
-mod common;
 mod reliability;
+mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
@@ -23,8 +23,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 
 /// The errnos a refusal may carry (SPEC §2, README "Refusals") and those
 /// the kernel gives before asking the daemon (ENOTDIR, EISDIR, ENOTEMPTY,
@@ -533,7 +533,7 @@ fn hostile_names_and_xattr_values_get_defined_errnos_and_never_hurt_the_daemon()
         .map(|s| s.as_bytes().to_vec())
         .collect();
     for k in &known {
-        common::put(&m.keys(&String::from_utf8_lossy(k)), b"known", "t1", 0);
+        support::put(&m.keys(&String::from_utf8_lossy(k)), b"known", "t1", 0);
     }
     // The loop's paths stay inside the mount: nothing appears at the top
     // of the host's file system or beside the mount in its temp dir.
@@ -582,7 +582,7 @@ fn hostile_names_and_xattr_values_get_defined_errnos_and_never_hurt_the_daemon()
         Ok(names) if names.len() == 3 => {}
         other => problems.push(format!("tags/witness-tag after the loop: {other:?}")),
     }
-    common::put(&m.keys("after"), b"still serving", "", 0);
+    support::put(&m.keys("after"), b"still serving", "", 0);
     match std::fs::read(m.keys("after")) {
         Ok(d) if d == b"still serving" => {}
         other => problems.push(format!("a write and read after the loop: {other:?}")),
@@ -642,7 +642,7 @@ fn malformed_names_tags_and_expiries_get_the_documented_errno() {
     let m = Mount::new(&[]);
     let keys = m.mnt.join("keys");
     let tags = m.mnt.join("tags");
-    common::put(&m.keys("x"), b"content", "a", 0);
+    support::put(&m.keys("x"), b"content", "a", 0);
     let mut wrong = Vec::new();
     // With a write, so the commit is at close (a create alone commits at
     // the release that follows close()).

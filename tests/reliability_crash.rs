@@ -17,16 +17,16 @@
 //! 25 rounds (a few seconds) by default; `TAGCACHEFS_LONG=1` runs 100 (or
 //! `TAGCACHEFS_CRASH_ROUNDS`).
 
-mod common;
 mod reliability;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 
 const TEST: &str = "killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial";
 const WRITERS: u64 = 3;

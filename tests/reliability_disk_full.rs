@@ -3,13 +3,13 @@
 //! The store lives on a small tmpfs mounted by the test (8 MiB), unmounted
 //! by a guard after the FUSE mount, also when the test fails.
 
-mod common;
 mod reliability;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 
 const MIB: usize = 1 << 20;
 
@@ -40,7 +40,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        common::unmount(&self.path);
+        support::unmount(&self.path);
     }
 }
 

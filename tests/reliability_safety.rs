@@ -12,15 +12,15 @@
 //! name stay where they are. A store whose `data/` or `tmp/` is itself a
 //! symlink is refused or kept inside.
 
-mod common;
 mod reliability;
+mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 use tagcachefs::store::layout;
 
 /// Everything under `root`, links not followed: path → (kind, size, mtime,
@@ -129,7 +129,7 @@ fn symlinks_planted_in_the_store_are_never_followed() {
 
     // A real entry and a real tag, to prove the mount works around the
     // planted links.
-    common::put(&m.keys("real"), b"real content", "treal", 0);
+    support::put(&m.keys("real"), b"real content", "treal", 0);
 
     // Links in data/.
     let fan_aa = fan.dir.split('/').next().unwrap();
@@ -252,7 +252,7 @@ fn symlinks_planted_in_the_store_are_never_followed() {
     );
 
     // Writes: a commit onto a symlinked key replaces the link, not its target.
-    common::put(&m.keys("keylink"), b"new through the mount", "", 0);
+    support::put(&m.keys("keylink"), b"new through the mount", "", 0);
     check(
         "keys/keylink after a write",
         std::fs::read(m.keys("keylink")).ok().as_deref() == Some(&b"new through the mount"[..]),
@@ -384,7 +384,7 @@ fn a_store_whose_data_or_tmp_is_a_symlink_keeps_nothing_outside() {
             .args(["--cleanup-interval", "0"])
             .output()
             .unwrap();
-        common::unmount(&probe);
+        support::unmount(&probe);
         eprintln!(
             "store with {sub}/ a symlink: mount {} {}",
             if out.status.success() {

@@ -25,8 +25,8 @@
 //! still ends before nextest's 180 s (.config/nextest.toml), which kills a
 //! test without letting it unmount.
 
-mod common;
 mod reliability;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -35,8 +35,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 
 const TEST: &str = "concurrent_commits_reads_retags_rmdirs_and_cleanup";
 const WRITERS: usize = 3;

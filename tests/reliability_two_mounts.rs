@@ -9,15 +9,15 @@
 //! slack, below the 1 s default so a mount that ignored the option would
 //! fail).
 
-mod common;
 mod reliability;
+mod support;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Mount;
 use reliability::*;
+use support::Mount;
 
 const TIMEOUT: f64 = 0.3;
 const SLACK: f64 = 0.5;
