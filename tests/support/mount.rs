@@ -145,6 +145,12 @@ pub fn unmount(path: &Path) {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// Lets another user through a temp dir that `tempfile` made 0700.
+pub fn open_up(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// A small tmpfs (a store that can run out of space or inodes), unmounted
 /// on drop.
 pub struct Tmpfs {

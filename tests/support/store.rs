@@ -1,6 +1,7 @@
 //! The store on disk, looked at directly: where an entry's file is (SPEC
-//! §1, computed here independently of the crate), and a listing of `data/`
-//! precise enough to prove that a refused operation changed nothing.
+//! §1, computed here independently of the crate), a listing of `data/`
+//! precise enough to prove that a refused operation changed nothing, and
+//! what is left in `tmp/`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -65,4 +66,18 @@ pub fn store_listing(store: &Path) -> Vec<StoreItem> {
     walk(&root, &root, &mut out);
     out.sort();
     out
+}
+
+/// Names in the store's `tmp/` starting with `prefix`, sorted.
+pub fn tmp_files(store: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(store.join("tmp"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }

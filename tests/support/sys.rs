@@ -14,7 +14,7 @@ use std::path::Path;
 pub use nix::errno::Errno;
 
 /// A failed call's error as an errno: the wrappers' own `Errno`, or std's
-/// `io::Error` (one that carries no OS error is `UnknownErrno`).
+/// `io::Error` (one that carries no OS error is a bug in the test).
 pub trait ToErrno {
     fn to_errno(&self) -> Errno;
 }
@@ -27,7 +27,8 @@ impl ToErrno for Errno {
 
 impl ToErrno for std::io::Error {
     fn to_errno(&self) -> Errno {
-        Errno::from_raw(self.raw_os_error().unwrap_or(0))
+        let raw = self.raw_os_error();
+        Errno::from_raw(raw.unwrap_or_else(|| panic!("not an OS error: {self}")))
     }
 }
 
@@ -37,6 +38,9 @@ impl<E: ToErrno> ToErrno for &E {
     }
 }
 
+/// What a call came to, its value dropped: success or an errno.
+pub type Outcome = Result<(), Errno>;
+
 /// The errno of a call that must fail.
 pub fn errno<T: Debug, E: ToErrno>(r: Result<T, E>) -> Errno {
     match r {
@@ -45,9 +49,23 @@ pub fn errno<T: Debug, E: ToErrno>(r: Result<T, E>) -> Errno {
     }
 }
 
-/// A call's outcome without its value: `Ok(())` or the errno.
-pub fn outcome<T, E: ToErrno>(r: Result<T, E>) -> Result<(), Errno> {
+/// A call's outcome: `Ok(())` or the errno.
+pub fn outcome<T, E: ToErrno>(r: Result<T, E>) -> Outcome {
     r.map(drop).map_err(|e| e.to_errno())
+}
+
+/// An outcome as a number another process can print or exit with: 0 for
+/// success, else the errno.
+pub fn code_of<T>(r: &Result<T, Errno>) -> i32 {
+    r.as_ref().err().map_or(0, |e| *e as i32)
+}
+
+/// The outcome such a number stands for.
+pub fn from_code(code: i32) -> Outcome {
+    match code {
+        0 => Ok(()),
+        e => Err(Errno::from_raw(e)),
+    }
 }
 
 pub fn cpath(path: &Path) -> CString {
@@ -87,6 +105,36 @@ pub fn write_fd(f: &File, data: &[u8]) -> Result<usize, Errno> {
     // SAFETY: a valid descriptor and buffer.
     let n = Errno::result(unsafe { libc::write(f.as_raw_fd(), data.as_ptr().cast(), data.len()) })?;
     Ok(n as usize)
+}
+
+/// Writes all of `data` in write(2)s of at most `chunk` bytes.
+pub fn write_chunks(f: &File, data: &[u8], chunk: usize) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < data.len() {
+        let end = (done + chunk.max(1)).min(data.len());
+        match write_fd(f, &data[done..end]) {
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads to the end in read(2)s of `chunk` bytes.
+pub fn read_chunks(f: &File, chunk: usize) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; chunk.max(1)];
+    loop {
+        // SAFETY: a valid descriptor and buffer.
+        let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match Errno::result(n) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n as usize]),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The whole file at `path` (std::fs::read).
@@ -211,6 +259,35 @@ pub fn touch_now(path: &Path) -> Result<(), Errno> {
     // SAFETY: valid C string; NULL times means now.
     Errno::result(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), std::ptr::null(), 0) })
         .map(drop)
+}
+
+pub fn mkdir(path: &Path) -> Result<(), Errno> {
+    let p = cpath(path);
+    // SAFETY: a valid C string.
+    Errno::result(unsafe { libc::mkdir(p.as_ptr(), 0o755) }).map(drop)
+}
+
+pub fn rmdir(path: &Path) -> Result<(), Errno> {
+    let p = cpath(path);
+    // SAFETY: a valid C string.
+    Errno::result(unsafe { libc::rmdir(p.as_ptr()) }).map(drop)
+}
+
+pub fn unlink(path: &Path) -> Result<(), Errno> {
+    let p = cpath(path);
+    // SAFETY: a valid C string.
+    Errno::result(unsafe { libc::unlink(p.as_ptr()) }).map(drop)
+}
+
+/// The names in a directory, as raw bytes and sorted.
+pub fn list_dir(dir: &Path) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_errno())? {
+        let e = e.map_err(|e| e.to_errno())?;
+        names.push(e.file_name().as_bytes().to_vec());
+    }
+    names.sort();
+    Ok(names)
 }
 
 pub fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> Result<(), Errno> {

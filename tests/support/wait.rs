@@ -12,6 +12,18 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: comparable between processes of one
+/// host, which is what ordering an `rmdir` before an `open` needs.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// `eventually` gave up: the condition was still false after this many
 /// seconds.
 pub struct NotWithin(pub f64);
