@@ -141,8 +141,7 @@ fn unknown_mount_options_are_refused_with_a_message() {
 #[test]
 fn sigterm_unmounts_both_mounts() {
     let m = Mount::with_fast_view(&[]);
-    let store = m.store.canonicalize().unwrap();
-    let pid = daemon_pid(&store).expect("the daemon is running");
+    let pid = daemon_pid(&m.store);
     assert!(is_mounted(&m.mnt) && is_mounted(&m.fast));
     // SAFETY: sending a signal to a process we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -152,8 +151,7 @@ fn sigterm_unmounts_both_mounts() {
 #[test]
 fn external_umount_ends_the_daemon() {
     let mut m = Mount::new(&[]);
-    let store = m.store.canonicalize().unwrap();
-    let pid = daemon_pid(&store).expect("the daemon is running");
+    let pid = daemon_pid(&m.store);
     m.unmount();
     // A zombie keeps its /proc entry: its state below decides.
     let _ = eventually(10.0, || !Path::new(&format!("/proc/{pid}")).exists());
@@ -216,30 +214,6 @@ fn help_names_every_option() {
     }
 }
 
-/// The pid of the daemon serving `store`.
-fn daemon_pid(store: &Path) -> Option<i32> {
-    let needle = store.to_str().unwrap();
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.first().is_some_and(|a| a.ends_with(b"tagcachefs"))
-            && args.iter().any(|a| {
-                std::fs::canonicalize(Path::new(std::str::from_utf8(a).unwrap_or("")))
-                    .ok()
-                    .as_deref()
-                    == Some(Path::new(needle))
-            })
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[test]
 fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
     let mode = std::fs::metadata("/dev/fuse").expect("/dev/fuse exists");
@@ -281,7 +255,7 @@ fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
         line.contains(&format!("{} fuse", mnt.display())) && line.contains("user_id=65534"),
         "{line}"
     );
-    let pid = daemon_pid(&store.canonicalize().unwrap()).expect("the daemon runs");
+    let pid = daemon_pid(&store);
     // SAFETY: signalling the daemon this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     eventually(10.0, || !is_mounted(&mnt))

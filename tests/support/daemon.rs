@@ -7,26 +7,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::sys::cpath;
+use super::mount::unmount;
 use super::wait::eventually;
 
-/// Waits (up to 5 s) until no process serves `mnt` any more: a daemon
-/// whose mount was unmounted from outside still runs for a moment.
-pub fn wait_daemon_gone(mnt: &Path) {
-    let want = mnt.as_os_str().as_bytes().to_vec();
-    eventually(5.0, || {
-        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == want.as_slice()))
-        })
-    })
-    .expect("the old daemon exited");
-}
-
-/// Pids of the daemons serving `store` (the mount command line names the
-/// store path, which is unique to each test's temp dir).
-pub fn daemon_pids(store: &Path) -> Vec<i32> {
-    let want = store.as_os_str().as_bytes();
+/// Pids of the live daemons whose command line names `path`: the store or
+/// the mount point, as it was given (each test's temp dir makes both
+/// unique). The command-line tools are not daemons.
+pub fn daemon_pids(path: &Path) -> Vec<i32> {
+    let want = path.as_os_str().as_bytes();
     let mut pids = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return pids;
@@ -50,14 +38,14 @@ pub fn daemon_pids(store: &Path) -> Vec<i32> {
     pids
 }
 
-/// The one daemon serving `store`.
-pub fn daemon_pid(store: &Path) -> i32 {
-    let pids = daemon_pids(store);
+/// The one daemon serving `path` (its store or mount point).
+pub fn daemon_pid(path: &Path) -> i32 {
+    let pids = daemon_pids(path);
     assert_eq!(
         pids.len(),
         1,
         "expected one daemon for {}, found {pids:?}",
-        store.display()
+        path.display()
     );
     pids[0]
 }
@@ -103,12 +91,19 @@ pub fn kill9(pid: i32) -> Result<(), String> {
     ))
 }
 
-/// Aborts the FUSE connections of every mount of `store` (through the
-/// fusectl file system, mounted for the purpose if it is not): whatever
-/// waits on them returns ENOTCONN, and a daemon stuck in the kernel can
-/// end. Returns how many were aborted.
-pub fn abort_connections(store: &Path) -> usize {
-    let want = store.display().to_string();
+/// Waits (up to 5 s) until no daemon serves `mnt` any more: a daemon
+/// whose mount was unmounted from outside still runs for a moment.
+pub fn wait_daemon_gone(mnt: &Path) {
+    eventually(5.0, || daemon_pids(mnt).is_empty()).expect("the old daemon exited");
+}
+
+/// Aborts the FUSE connections of the mounts of `path` (a store: all its
+/// mounts; or one mount point) through the fusectl file system, mounted
+/// for the purpose if it is not: whatever waits on them returns ENOTCONN,
+/// and a daemon stuck in the kernel can end. Returns how many were
+/// aborted.
+pub fn abort_connections(path: &Path) -> usize {
+    let want = path.display().to_string();
     let minors: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
@@ -116,8 +111,10 @@ pub fn abort_connections(store: &Path) -> usize {
             let (left, right) = l.split_once(" - ")?;
             let mut r = right.split(' ');
             let (fstype, source) = (r.next()?, r.next()?);
-            let dev = left.split(' ').nth(2)?;
-            (fstype.starts_with("fuse") && source == want)
+            let mut l = left.split(' ');
+            let dev = l.nth(2)?;
+            let point = l.nth(1)?;
+            (fstype.starts_with("fuse") && (source == want || point == want))
                 .then(|| dev.split_once(':').map(|(_, minor)| minor.to_string()))
                 .flatten()
         })
@@ -135,15 +132,9 @@ pub fn abort_connections(store: &Path) -> usize {
         .filter(|m| std::fs::write(ctl.join(m).join("abort"), "1").is_ok())
         .count();
     if mounted_here {
-        detach(ctl);
+        unmount(ctl);
     }
     aborted
-}
-
-fn detach(path: &Path) {
-    let c = cpath(path);
-    // SAFETY: a valid C string.
-    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
 /// Lines of the daemon log that show a panic.
