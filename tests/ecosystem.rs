@@ -8,15 +8,6 @@ use std::process::Command;
 
 use support::*;
 
-/// Unmounts `path` when dropped, for mounts made by mount(8).
-struct Unmount<'a>(&'a Path);
-
-impl Drop for Unmount<'_> {
-    fn drop(&mut self) {
-        unmount(self.0);
-    }
-}
-
 fn is_mounted(path: &Path) -> bool {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let path = path.to_str().unwrap();
@@ -50,7 +41,7 @@ fn mount_t_fuse_with_the_program_path_passes_options() {
         .args(["-t", "fuse", &source])
         .arg(&mnt)
         .args(["-o", "default_expire=60,nosuid,nodev,noatime"]));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     assert!(
         is_mounted(&mnt),
         "mount(8) returns only once the mount is live"
@@ -94,7 +85,7 @@ fn mount_t_fuse_tagcachefs_through_mount_fuse3() {
         .arg(&store)
         .arg(&mnt)
         .args(["-o", "default_expire=45,allow_other"]));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     std::fs::write(mnt.join("keys/a"), "x").unwrap();
     assert_eq!(
         get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
@@ -116,7 +107,7 @@ fn fstab_line_mounts_with_mount_fstab() {
     )
     .unwrap();
     run(Command::new("mount").arg("--fstab").arg(&fstab).arg(&mnt));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     std::fs::write(mnt.join("keys/a"), "x").unwrap();
     assert_eq!(
         get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
@@ -248,7 +239,7 @@ fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
         m = mnt.display()
     );
     let out = run(&mut as_nobody(&script));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     assert_eq!(out, "hi\n65534\n", "owner = the mounting user");
     let line = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(

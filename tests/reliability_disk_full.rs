@@ -11,37 +11,6 @@ use support::*;
 
 const MIB: usize = 1 << 20;
 
-/// A tmpfs of `size` mounted on a fresh temp dir, lazily unmounted on drop.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn new(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fs");
-        std::fs::create_dir(&path).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs failed (the disk-full tests need it): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { _dir: dir, path }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        unmount(&self.path);
-    }
-}
-
 fn free_bytes(path: &Path) -> u64 {
     let p = cpath(path);
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -53,9 +22,9 @@ fn free_bytes(path: &Path) -> u64 {
 /// The tmpfs, then the mount of a store on it (dropped in reverse order:
 /// the FUSE mount first).
 fn setup() -> (Tmpfs, Mount) {
-    let fs = Tmpfs::new("8m");
+    let fs = Tmpfs::new("size=8m");
     let dir = tempfile::tempdir().unwrap();
-    let m = Mount::on_store(dir, fs.path.join("store"), &["--cache-timeout", "1"]);
+    let m = Mount::on_store(dir, fs.path().join("store"), &["--cache-timeout", "1"]);
     (fs, m)
 }
 
@@ -153,7 +122,7 @@ fn disk_full_fails_the_commit_keeps_every_entry_and_recovers() {
 
     // Full to the last page: every kind of commit fails with ENOSPC and
     // leaves the entry it targets as it was.
-    let filler = fill(&fs.path);
+    let filler = fill(fs.path());
     let (w, c) = put_version(&m.keys("small"), 200, 10_000, "new");
     assert_enospc("a new 10 kB entry on a full disk", &[w, c]);
     assert_eq!(
@@ -219,7 +188,7 @@ fn a_write_that_failed_for_space_publishes_nothing() {
     let (fs, m) = setup();
     let (w, c) = put_version(&m.keys("x"), 1, 200 * 1024, "t");
     assert_eq!((w, c), (Ok(()), Ok(())));
-    let filler = fill(&fs.path);
+    let filler = fill(fs.path());
 
     // `echo v > keys/x` on a full disk: the open-time truncate, then a
     // write that fails.

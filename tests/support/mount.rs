@@ -1,6 +1,7 @@
 //! Mounting tagcachefs for a test: the real binary, a real mount in a temp
 //! dir, unmounted when the guard drops (also when the test panics). A mount
-//! that cannot be made fails the test; nothing is skipped.
+//! that cannot be made fails the test; nothing is skipped. The same guard
+//! unmounts what mount(8) made, and a small tmpfs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +16,7 @@ pub struct Mount {
     pub mnt: PathBuf,
     /// The fast read-only view, when mounted with `with_fast_view()`.
     pub fast: PathBuf,
-    mounted: Vec<PathBuf>,
+    mounted: Vec<Unmount>,
 }
 
 impl Mount {
@@ -79,9 +80,9 @@ impl Mount {
             "mounting failed (a FUSE test that cannot mount fails): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.mounted.push(self.mnt.clone());
+        self.mounted.push(Unmount(self.mnt.clone()));
         if args.iter().any(|a| a == "--read-mount") {
-            self.mounted.push(self.fast.clone());
+            self.mounted.push(Unmount(self.fast.clone()));
         }
     }
 
@@ -92,9 +93,10 @@ impl Mount {
         self.mount(&args);
     }
 
+    /// Unmounts the fast view, then the mount.
     pub fn unmount(&mut self) {
-        for path in self.mounted.drain(..).rev() {
-            unmount(&path);
+        while let Some(mounted) = self.mounted.pop() {
+            drop(mounted);
         }
     }
 
@@ -129,6 +131,15 @@ impl Drop for Mount {
     }
 }
 
+/// A mount point, unmounted when this guard drops.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        unmount(&self.0);
+    }
+}
+
 /// Unmounts `path`; lazily if it is busy, so a failed test never leaves a
 /// mount behind.
 pub fn unmount(path: &Path) {
@@ -151,31 +162,35 @@ pub fn open_up(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A small tmpfs (a store that can run out of space or inodes), unmounted
-/// on drop.
+/// A small tmpfs (a store that can run out of space or inodes) on a fresh
+/// temp dir, unmounted on drop.
 pub struct Tmpfs {
-    pub dir: tempfile::TempDir,
+    // Fields drop in order: the mount first, then the directory under it.
+    mounted: Unmount,
+    dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
+    /// `options` as `mount -o` takes them: "size=8m,nr_inodes=64".
     pub fn new(options: &str) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
+        let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
-            .status()
+            .output()
             .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs failed");
-        Tmpfs { dir }
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs ({options}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            mounted: Unmount(dir.path().to_path_buf()),
+            dir,
+        }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        unmount(self.dir.path());
     }
 }
