@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::sys::{get_xattr, set_xattr_fd};
+use super::sys::{get_xattr, list_dir, set_xattr_fd};
 
 /// Writes `content` to `path` with tags and a TTL set on the writing
 /// descriptor before close, as clients do.
@@ -18,11 +18,12 @@ pub fn put(path: &Path, content: &[u8], tags: &str, ttl: u64) {
     drop(f);
 }
 
-/// The names in `dir`, sorted.
+/// The names in `dir` as text, sorted.
 pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
+    let mut v: Vec<String> = list_dir(dir)
         .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect();
     v.sort();
     v

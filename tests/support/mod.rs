@@ -2,7 +2,8 @@
 //! (`mod support;`, then `use support::*;`). Each binary uses a part of
 //! it, hence the dead-code allowance below.
 //!
-//! - `mount`: a real mount of the binary, unmounted on drop; a tmpfs.
+//! - `mount`: a real mount of the binary, unmounted on drop; a tmpfs;
+//!   the guard that unmounts them.
 //! - `sys`: system calls and xattrs, every error an `Errno`.
 //! - `entries`: writing and looking at entries as a user does.
 //! - `store`: the store on disk, looked at directly.
@@ -30,7 +31,7 @@ mod version;
 mod wait;
 mod watchdog;
 
-// Each binary uses a part of these too.
+// Each binary uses a part of these, too.
 #[allow(unused_imports)]
 pub use {
     children::*, cli::*, daemon::*, entries::*, mount::*, random::*, store::*, sys::*, version::*,

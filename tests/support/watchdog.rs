@@ -17,7 +17,7 @@ pub fn deadline<T: Send + 'static>(
     mnt: &Path,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(work());
     });
