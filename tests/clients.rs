@@ -6,7 +6,7 @@
 //! package `nodejs`) and setfattr/getfattr (Debian package `attr`) are
 //! required: a missing one fails the test.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -90,7 +90,7 @@ fn blog_example_from_bash() {
     eprintln!("blog.sh: {:?}", start.elapsed());
     assert!(String::from_utf8_lossy(&out.stdout).contains("all expectations held"));
     // What the script left behind, seen from here.
-    assert_eq!(errno(read(&m.keys("blog-home"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.keys("blog-home"))), Errno::ENOENT);
     assert!(
         read(&m.stale("blog-home"))
             .unwrap()
@@ -133,7 +133,7 @@ fn blog_example_from_node() {
     // the end (its content under stale/), and "stuck", stored past the wait,
     // tagged from Node (setfattr on the writing descriptor) and never
     // expiring (mtime 2^32 set with futimes).
-    assert_eq!(errno(read(&m.keys("blog-home"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.keys("blog-home"))), Errno::ENOENT);
     assert!(
         read(&m.stale("blog-home"))
             .unwrap()

@@ -1,21 +1,12 @@
 //! Mounting the way Linux users do (mount -t, fstab), signals, and the
 //! command-line tools.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
-
-/// Unmounts `path` when dropped, for mounts made by mount(8).
-struct Unmount<'a>(&'a Path);
-
-impl Drop for Unmount<'_> {
-    fn drop(&mut self) {
-        unmount(self.0);
-    }
-}
+use support::*;
 
 fn is_mounted(path: &Path) -> bool {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
@@ -50,7 +41,7 @@ fn mount_t_fuse_with_the_program_path_passes_options() {
         .args(["-t", "fuse", &source])
         .arg(&mnt)
         .args(["-o", "default_expire=60,nosuid,nodev,noatime"]));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     assert!(
         is_mounted(&mnt),
         "mount(8) returns only once the mount is live"
@@ -94,7 +85,7 @@ fn mount_t_fuse_tagcachefs_through_mount_fuse3() {
         .arg(&store)
         .arg(&mnt)
         .args(["-o", "default_expire=45,allow_other"]));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     std::fs::write(mnt.join("keys/a"), "x").unwrap();
     assert_eq!(
         get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
@@ -116,7 +107,7 @@ fn fstab_line_mounts_with_mount_fstab() {
     )
     .unwrap();
     run(Command::new("mount").arg("--fstab").arg(&fstab).arg(&mnt));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     std::fs::write(mnt.join("keys/a"), "x").unwrap();
     assert_eq!(
         get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(),
@@ -141,31 +132,20 @@ fn unknown_mount_options_are_refused_with_a_message() {
 #[test]
 fn sigterm_unmounts_both_mounts() {
     let m = Mount::with_fast_view(&[]);
-    let store = m.store.canonicalize().unwrap();
-    let pid = daemon_pid(&store).expect("the daemon is running");
+    let pid = daemon_pid(&m.store);
     assert!(is_mounted(&m.mnt) && is_mounted(&m.fast));
     // SAFETY: sending a signal to a process we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while (is_mounted(&m.mnt) || is_mounted(&m.fast)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        !is_mounted(&m.mnt) && !is_mounted(&m.fast),
-        "SIGTERM unmounts"
-    );
+    eventually(10.0, || !is_mounted(&m.mnt) && !is_mounted(&m.fast)).expect("SIGTERM unmounts");
 }
 
 #[test]
 fn external_umount_ends_the_daemon() {
     let mut m = Mount::new(&[]);
-    let store = m.store.canonicalize().unwrap();
-    let pid = daemon_pid(&store).expect("the daemon is running");
+    let pid = daemon_pid(&m.store);
     m.unmount();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // A zombie keeps its /proc entry: its state below decides.
+    let _ = eventually(10.0, || !Path::new(&format!("/proc/{pid}")).exists());
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(
         state.is_empty() || state.contains(") Z"),
@@ -225,30 +205,6 @@ fn help_names_every_option() {
     }
 }
 
-/// The pid of the daemon serving `store`.
-fn daemon_pid(store: &Path) -> Option<i32> {
-    let needle = store.to_str().unwrap();
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.first().is_some_and(|a| a.ends_with(b"tagcachefs"))
-            && args.iter().any(|a| {
-                std::fs::canonicalize(Path::new(std::str::from_utf8(a).unwrap_or("")))
-                    .ok()
-                    .as_deref()
-                    == Some(Path::new(needle))
-            })
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[test]
 fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
     let mode = std::fs::metadata("/dev/fuse").expect("/dev/fuse exists");
@@ -283,24 +239,18 @@ fn a_normal_user_mounts_through_fusermount3_and_sigterm_unmounts() {
         m = mnt.display()
     );
     let out = run(&mut as_nobody(&script));
-    let _guard = Unmount(&mnt);
+    let _guard = Unmount(mnt.clone());
     assert_eq!(out, "hi\n65534\n", "owner = the mounting user");
     let line = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(
         line.contains(&format!("{} fuse", mnt.display())) && line.contains("user_id=65534"),
         "{line}"
     );
-    let pid = daemon_pid(&store.canonicalize().unwrap()).expect("the daemon runs");
+    let pid = daemon_pid(&store);
     // SAFETY: signalling the daemon this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while is_mounted(&mnt) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        !is_mounted(&mnt),
-        "SIGTERM unmounts through fusermount3 for a normal user"
-    );
+    eventually(10.0, || !is_mounted(&mnt))
+        .expect("SIGTERM unmounts through fusermount3 for a normal user");
 }
 
 #[test]

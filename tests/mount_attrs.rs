@@ -1,13 +1,11 @@
 //! Attributes through a real mount (SPEC §2): getfattr, user.expire,
 //! touch, `ls -l`, expiry with no cleanup, and `.stats`.
 
-mod common;
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use common::*;
 use support::*;
 
 const NEVER: i64 = 1 << 32;
@@ -41,10 +39,7 @@ fn getfattr_shows_seconds_left_and_the_tags() {
         )
     };
     assert_eq!(n, -1);
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ERANGE)
-    );
+    assert_eq!(Errno::last(), Errno::ERANGE);
 }
 
 #[test]
@@ -98,13 +93,13 @@ fn touch_d_sets_the_expiry_and_a_past_time_invalidates() {
     // The past: invalidated, readable under stale/.
     read(&m.keys("x")).unwrap();
     set_mtime(&m.keys("x"), now() - 10).unwrap();
-    assert_eq!(errno(read(&m.keys("x"))), libc::ENOENT);
-    assert_eq!(errno(read(&m.tag("t").join("x"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.keys("x"))), Errno::ENOENT);
+    assert_eq!(errno(read(&m.tag("t").join("x"))), Errno::ENOENT);
     assert_eq!(names(&m.mnt.join("keys")), Vec::<String>::new());
     assert_eq!(read(&m.stale("x")).unwrap(), b"content");
     // An invalidated entry cannot be touched back to life.
-    assert_eq!(errno(set_mtime(&m.keys("x"), now() + 100)), libc::ENOENT);
-    assert_eq!(errno(read(&m.keys("x"))), libc::ENOENT);
+    assert_eq!(errno(set_mtime(&m.keys("x"), now() + 100)), Errno::ENOENT);
+    assert_eq!(errno(read(&m.keys("x"))), Errno::ENOENT);
 }
 
 #[test]
@@ -183,9 +178,9 @@ fn an_entry_expires_on_time_with_no_cleanup() {
     assert_eq!(read(&m.tag("t").join("x")).unwrap(), b"short-lived");
     std::fs::metadata(m.keys("x")).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(errno(read(&m.keys("x"))), libc::ENOENT);
-    assert_eq!(errno(std::fs::metadata(m.keys("x"))), libc::ENOENT);
-    assert_eq!(errno(read(&m.tag("t").join("x"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.keys("x"))), Errno::ENOENT);
+    assert_eq!(errno(std::fs::metadata(m.keys("x"))), Errno::ENOENT);
+    assert_eq!(errno(read(&m.tag("t").join("x"))), Errno::ENOENT);
     assert_eq!(names(&m.mnt.join("keys")), ["y"]);
     assert_eq!(names(&m.tag("t")), ["y"]);
     assert_eq!(read(&m.stale("x")).unwrap(), b"short-lived");
@@ -214,7 +209,7 @@ fn stats_is_json_with_the_counters() {
     put(&m.keys("x"), b"12345", "t", 0);
     read(&m.keys("x")).unwrap();
     read(&m.keys("x")).unwrap();
-    assert_eq!(errno(read(&m.keys("missing"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.keys("missing"))), Errno::ENOENT);
     std::fs::remove_file(m.keys("x")).unwrap();
     read(&m.stale("x")).unwrap();
     let s = m.stats();
@@ -230,11 +225,11 @@ fn stats_is_json_with_the_counters() {
     assert_eq!(md.mode() & 0o7777, 0o444);
     assert_eq!(
         errno(open(&m.mnt.join(".stats"), libc::O_WRONLY)),
-        libc::EROFS
+        Errno::EROFS
     );
     assert_eq!(
         errno(std::fs::remove_file(m.mnt.join(".stats"))),
-        libc::EPERM
+        Errno::EPERM
     );
 }
 
@@ -243,7 +238,7 @@ fn touch_and_setfattr_racing_rm_never_hang_the_mount() {
     let m = Mount::new(&[]);
     put(&m.keys("x"), b"v", "t", 0);
     let (path, keys) = (m.keys("x"), m.keys("x"));
-    let rounds = within(30, &m.mnt, move || {
+    let rounds = deadline(30, &m.mnt, move || {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let toucher = std::thread::spawn(move || {

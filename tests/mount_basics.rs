@@ -1,11 +1,11 @@
 //! The seed's blog example through a real mount, and the basic rows of
 //! SPEC §2.
 
-mod common;
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::*;
+use support::*;
 
 #[test]
 fn write_with_tags_read_and_rmdir_a_tag() {
@@ -25,7 +25,7 @@ fn write_with_tags_read_and_rmdir_a_tag() {
     assert_eq!(a.nlink(), 3);
     assert_eq!(a.mode() & 0o7777, 0o644);
     std::fs::remove_dir(m.tag("bio")).unwrap();
-    assert_eq!(errno(read(&m.keys("blog-home"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.keys("blog-home"))), Errno::ENOENT);
     assert_eq!(names(&m.mnt.join("keys")), Vec::<String>::new());
     assert_eq!(read(&m.stale("blog-home")).unwrap(), b"<html>home</html>");
     // The store underneath is the seed's layout.
@@ -40,5 +40,5 @@ fn fast_view_serves_hits_and_sees_rmdir_at_once() {
     put(&m.keys("page"), b"version two", "t", 0);
     assert_eq!(read(&m.fast_keys("page")).unwrap(), b"version two");
     std::fs::remove_dir(m.tag("t")).unwrap();
-    assert_eq!(errno(read(&m.fast_keys("page"))), libc::ENOENT);
+    assert_eq!(errno(read(&m.fast_keys("page"))), Errno::ENOENT);
 }

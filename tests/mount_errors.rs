@@ -2,15 +2,11 @@
 //! gets its exact errno, leaves the store's data/ exactly as it was, and
 //! the daemon goes on serving.
 
-mod common;
 mod support;
 
-use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
-use common::*;
 use support::*;
 
 /// A mount with `x` (tags t,u) and `old` (invalidated, under stale/).
@@ -24,21 +20,15 @@ fn fixture() -> Mount {
 }
 
 /// `op` fails with `want`, the store is unchanged, the daemon serves.
-fn refused<T: std::fmt::Debug>(
+fn refused<T: std::fmt::Debug, E: ToErrno>(
     m: &Mount,
     what: &str,
-    want: i32,
-    op: impl FnOnce() -> io::Result<T>,
+    want: Errno,
+    op: impl FnOnce() -> Result<T, E>,
 ) {
     let before = store_listing(&m.store);
     let got = errno(op());
-    assert_eq!(
-        got,
-        want,
-        "{what}: got {}, want {}",
-        io::Error::from_raw_os_error(got),
-        io::Error::from_raw_os_error(want)
-    );
+    assert_eq!(got, want, "{what}: got {got}, want {want}");
     assert_eq!(store_listing(&m.store), before, "{what}: the store changed");
     assert_eq!(
         read(&m.keys("x")).unwrap(),
@@ -53,73 +43,19 @@ fn refused<T: std::fmt::Debug>(
     );
 }
 
-fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> io::Result<()> {
-    let p = cpath(path);
-    // SAFETY: a valid C string.
-    if unsafe { libc::mknod(p.as_ptr(), mode, dev) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn truncate(path: &Path, len: i64) -> io::Result<()> {
-    let p = cpath(path);
-    // SAFETY: a valid C string.
-    if unsafe { libc::truncate(p.as_ptr(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-}
-
-fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
-    let (a, b) = (cpath(a), cpath(b));
-    // SAFETY: valid C strings.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn mmap(f: &std::fs::File, prot: i32, flags: i32) -> io::Result<Vec<u8>> {
-    // SAFETY: mapping a descriptor we own; unmapped below.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, prot, flags, f.as_raw_fd(), 0) };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let len = f.metadata()?.len() as usize;
-    // SAFETY: the mapping is at least `len` bytes of the file.
-    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len.min(4096)) }.to_vec();
-    // SAFETY: the mapping made above.
-    unsafe { libc::munmap(p, 4096) };
-    Ok(bytes)
-}
-
 #[test]
 fn mkdir_outside_tags_is_refused() {
     let m = fixture();
-    refused(&m, "mkdir keys/d", libc::EPERM, || {
+    refused(&m, "mkdir keys/d", Errno::EPERM, || {
         std::fs::create_dir(m.keys("d"))
     });
-    refused(&m, "mkdir tags/t/d", libc::EPERM, || {
+    refused(&m, "mkdir tags/t/d", Errno::EPERM, || {
         std::fs::create_dir(m.tag("t").join("d"))
     });
-    refused(&m, "mkdir MNT/d", libc::EPERM, || {
+    refused(&m, "mkdir MNT/d", Errno::EPERM, || {
         std::fs::create_dir(m.mnt.join("d"))
     });
-    refused(&m, "mkdir stale/d", libc::EROFS, || {
+    refused(&m, "mkdir stale/d", Errno::EROFS, || {
         std::fs::create_dir(m.stale("d"))
     });
 }
@@ -127,19 +63,19 @@ fn mkdir_outside_tags_is_refused() {
 #[test]
 fn files_outside_keys_are_refused() {
     let m = fixture();
-    refused(&m, "create tags/f", libc::EPERM, || {
+    refused(&m, "create tags/f", Errno::EPERM, || {
         std::fs::write(m.mnt.join("tags/f"), b"v")
     });
-    refused(&m, "create tags/t/new", libc::EPERM, || {
+    refused(&m, "create tags/t/new", Errno::EPERM, || {
         std::fs::write(m.tag("t").join("new"), b"v")
     });
-    refused(&m, "create MNT/f", libc::EPERM, || {
+    refused(&m, "create MNT/f", Errno::EPERM, || {
         std::fs::write(m.mnt.join("f"), b"v")
     });
-    refused(&m, "ln keys/x keys/y", libc::EPERM, || {
+    refused(&m, "ln keys/x keys/y", Errno::EPERM, || {
         std::fs::hard_link(m.keys("x"), m.keys("y"))
     });
-    refused(&m, "ln keys/x tags/x", libc::EPERM, || {
+    refused(&m, "ln keys/x tags/x", Errno::EPERM, || {
         std::fs::hard_link(m.keys("x"), m.mnt.join("tags/x"))
     });
 }
@@ -148,38 +84,38 @@ fn files_outside_keys_are_refused() {
 fn writes_in_stale_are_refused_read_only() {
     let m = fixture();
     let old = m.stale("old");
-    refused(&m, "open stale/old for writing", libc::EROFS, || {
+    refused(&m, "open stale/old for writing", Errno::EROFS, || {
         open(&old, libc::O_WRONLY)
     });
-    refused(&m, "open stale/old O_RDWR|O_TRUNC", libc::EROFS, || {
+    refused(&m, "open stale/old O_RDWR|O_TRUNC", Errno::EROFS, || {
         open(&old, libc::O_RDWR | libc::O_TRUNC)
     });
-    refused(&m, "create stale/new", libc::EROFS, || {
+    refused(&m, "create stale/new", Errno::EROFS, || {
         std::fs::write(m.stale("new"), b"v")
     });
-    refused(&m, "rm stale/old", libc::EROFS, || {
+    refused(&m, "rm stale/old", Errno::EROFS, || {
         std::fs::remove_file(&old)
     });
-    refused(&m, "setfattr stale/old", libc::EROFS, || {
+    refused(&m, "setfattr stale/old", Errno::EROFS, || {
         set_xattr(&old, "user.tags", b"t")
     });
-    refused(&m, "setfattr user.expire stale/old", libc::EROFS, || {
+    refused(&m, "setfattr user.expire stale/old", Errno::EROFS, || {
         set_xattr(&old, "user.expire", b"60")
     });
-    refused(&m, "touch stale/old", libc::EROFS, || {
+    refused(&m, "touch stale/old", Errno::EROFS, || {
         set_mtime(&old, now() + 100)
     });
-    refused(&m, "truncate stale/old", libc::EROFS, || truncate(&old, 0));
-    refused(&m, "mv keys/x stale/y", libc::EROFS, || {
+    refused(&m, "truncate stale/old", Errno::EROFS, || truncate(&old, 0));
+    refused(&m, "mv keys/x stale/y", Errno::EROFS, || {
         std::fs::rename(m.keys("x"), m.stale("y"))
     });
-    refused(&m, "mv stale/old keys/old", libc::EROFS, || {
+    refused(&m, "mv stale/old keys/old", Errno::EROFS, || {
         std::fs::rename(&old, m.keys("old"))
     });
-    refused(&m, "ln keys/x stale/x", libc::EROFS, || {
+    refused(&m, "ln keys/x stale/x", Errno::EROFS, || {
         std::fs::hard_link(m.keys("x"), m.stale("x"))
     });
-    refused(&m, "ln stale/old tags/t/old", libc::EROFS, || {
+    refused(&m, "ln stale/old tags/t/old", Errno::EROFS, || {
         std::fs::hard_link(&old, m.tag("t").join("old"))
     });
     assert_eq!(read(&old).unwrap(), b"old content");
@@ -188,19 +124,19 @@ fn writes_in_stale_are_refused_read_only() {
 #[test]
 fn symlinks_and_devices_are_refused() {
     let m = fixture();
-    refused(&m, "ln -s keys/l", libc::EPERM, || {
+    refused(&m, "ln -s keys/l", Errno::EPERM, || {
         std::os::unix::fs::symlink("x", m.keys("l"))
     });
-    refused(&m, "ln -s tags/t/l", libc::EPERM, || {
+    refused(&m, "ln -s tags/t/l", Errno::EPERM, || {
         std::os::unix::fs::symlink("x", m.tag("t").join("l"))
     });
-    refused(&m, "mkfifo keys/p", libc::EPERM, || {
+    refused(&m, "mkfifo keys/p", Errno::EPERM, || {
         mknod(&m.keys("p"), libc::S_IFIFO | 0o644, 0)
     });
-    refused(&m, "mknod keys/c", libc::EPERM, || {
+    refused(&m, "mknod keys/c", Errno::EPERM, || {
         mknod(&m.keys("c"), libc::S_IFCHR | 0o644, libc::makedev(1, 3))
     });
-    refused(&m, "mknod keys/s", libc::EPERM, || {
+    refused(&m, "mknod keys/s", Errno::EPERM, || {
         mknod(&m.keys("s"), libc::S_IFSOCK | 0o644, 0)
     });
 }
@@ -209,22 +145,22 @@ fn symlinks_and_devices_are_refused() {
 fn chmod_and_chown_are_refused() {
     let m = fixture();
     let perm = |mode| std::fs::Permissions::from_mode(mode);
-    refused(&m, "chmod 600 keys/x", libc::EPERM, || {
+    refused(&m, "chmod 600 keys/x", Errno::EPERM, || {
         std::fs::set_permissions(m.keys("x"), perm(0o600))
     });
-    refused(&m, "chmod 755 keys/x", libc::EPERM, || {
+    refused(&m, "chmod 755 keys/x", Errno::EPERM, || {
         std::fs::set_permissions(m.keys("x"), perm(0o755))
     });
-    refused(&m, "chown keys/x", libc::EPERM, || {
+    refused(&m, "chown keys/x", Errno::EPERM, || {
         chown(&m.keys("x"), 1234, 1234)
     });
-    refused(&m, "chmod keys/", libc::EPERM, || {
+    refused(&m, "chmod keys/", Errno::EPERM, || {
         std::fs::set_permissions(m.mnt.join("keys"), perm(0o700))
     });
-    refused(&m, "chown tags/t", libc::EPERM, || {
+    refused(&m, "chown tags/t", Errno::EPERM, || {
         chown(&m.tag("t"), 1234, 1234)
     });
-    refused(&m, "touch keys/", libc::EPERM, || {
+    refused(&m, "touch keys/", Errno::EPERM, || {
         set_mtime(&m.mnt.join("keys"), now())
     });
     // What it already is: allowed, nothing changes.
@@ -249,25 +185,28 @@ fn other_xattr_names_are_not_supported() {
         "security.foo",
         "user.Tags",
     ] {
-        refused(&m, &format!("setfattr {name}"), libc::EOPNOTSUPP, || {
+        refused(&m, &format!("setfattr {name}"), Errno::EOPNOTSUPP, || {
             set_xattr(&x, name, b"v")
         });
-        refused(&m, &format!("setfattr -x {name}"), libc::EOPNOTSUPP, || {
-            remove_xattr(&x, name)
-        });
-        refused(&m, &format!("getfattr {name}"), libc::ENODATA, || {
+        refused(
+            &m,
+            &format!("setfattr -x {name}"),
+            Errno::EOPNOTSUPP,
+            || remove_xattr(&x, name),
+        );
+        refused(&m, &format!("getfattr {name}"), Errno::ENODATA, || {
             get_xattr(&x, name)
         });
     }
-    refused(&m, "setfattr user.tags keys/", libc::EOPNOTSUPP, || {
+    refused(&m, "setfattr user.tags keys/", Errno::EOPNOTSUPP, || {
         set_xattr(&m.mnt.join("keys"), "user.tags", b"t")
     });
-    refused(&m, "setfattr user.tags tags/t", libc::EOPNOTSUPP, || {
+    refused(&m, "setfattr user.tags tags/t", Errno::EOPNOTSUPP, || {
         set_xattr(&m.tag("t"), "user.tags", b"t")
     });
     // On a writing descriptor too; closing it unchanged commits nothing.
     let f = open(&x, libc::O_WRONLY).unwrap();
-    refused(&m, "fsetxattr user.foo", libc::EOPNOTSUPP, || {
+    refused(&m, "fsetxattr user.foo", Errno::EOPNOTSUPP, || {
         set_xattr_fd(&f, "user.foo", b"v")
     });
     let before = store_listing(&m.store);
@@ -290,12 +229,12 @@ fn bad_user_expire_values_are_invalid() {
         b"0x10",
     ] {
         let shown = String::from_utf8_lossy(v).into_owned();
-        refused(&m, &format!("user.expire={shown:?}"), libc::EINVAL, || {
+        refused(&m, &format!("user.expire={shown:?}"), Errno::EINVAL, || {
             set_xattr(&x, "user.expire", v)
         });
     }
     let f = open(&x, libc::O_WRONLY).unwrap();
-    refused(&m, "fsetxattr user.expire=-1", libc::EINVAL, || {
+    refused(&m, "fsetxattr user.expire=-1", Errno::EINVAL, || {
         set_xattr_fd(&f, "user.expire", b"-1")
     });
     close(f).unwrap();
@@ -305,25 +244,25 @@ fn bad_user_expire_values_are_invalid() {
 fn names_and_tags_over_125_bytes_are_too_long() {
     let m = fixture();
     let long = "n".repeat(126);
-    refused(&m, "create keys/<126>", libc::ENAMETOOLONG, || {
+    refused(&m, "create keys/<126>", Errno::ENAMETOOLONG, || {
         std::fs::write(m.keys(&long), b"v")
     });
-    refused(&m, "stat keys/<126>", libc::ENAMETOOLONG, || {
+    refused(&m, "stat keys/<126>", Errno::ENAMETOOLONG, || {
         std::fs::metadata(m.keys(&long))
     });
-    refused(&m, "mkdir tags/<126>", libc::ENAMETOOLONG, || {
+    refused(&m, "mkdir tags/<126>", Errno::ENAMETOOLONG, || {
         std::fs::create_dir(m.tag(&long))
     });
-    refused(&m, "mv keys/x keys/<126>", libc::ENAMETOOLONG, || {
+    refused(&m, "mv keys/x keys/<126>", Errno::ENAMETOOLONG, || {
         std::fs::rename(m.keys("x"), m.keys(&long))
     });
     refused(
         &m,
         "user.tags with a 126-byte tag",
-        libc::ENAMETOOLONG,
+        Errno::ENAMETOOLONG,
         || set_xattr(&m.keys("x"), "user.tags", format!("t,{long}").as_bytes()),
     );
-    refused(&m, "create keys/<300>", libc::ENAMETOOLONG, || {
+    refused(&m, "create keys/<300>", Errno::ENAMETOOLONG, || {
         std::fs::write(m.keys(&"n".repeat(300)), b"v")
     });
 }
@@ -346,17 +285,17 @@ fn names_of_125_bytes_and_odd_bytes_work() {
 fn tags_with_a_comma_or_blank_are_invalid() {
     let m = fixture();
     for bad in ["a,b", "a b", "a\tb", " a"] {
-        refused(&m, &format!("mkdir tags/{bad:?}"), libc::EINVAL, || {
+        refused(&m, &format!("mkdir tags/{bad:?}"), Errno::EINVAL, || {
             std::fs::create_dir(m.tag(bad))
         });
     }
-    refused(&m, "user.tags 'a b'", libc::EINVAL, || {
+    refused(&m, "user.tags 'a b'", Errno::EINVAL, || {
         set_xattr(&m.keys("x"), "user.tags", b"t,a b")
     });
-    refused(&m, "user.tags with a tab", libc::EINVAL, || {
+    refused(&m, "user.tags with a tab", Errno::EINVAL, || {
         set_xattr(&m.keys("x"), "user.tags", b"a\tb")
     });
-    refused(&m, "ln into tags/'a,b'", libc::EINVAL, || {
+    refused(&m, "ln into tags/'a,b'", Errno::EINVAL, || {
         std::fs::hard_link(m.keys("x"), m.tag("a,b").join("x"))
     });
 }
@@ -366,13 +305,13 @@ fn renames_across_keys_and_tags_are_cross_device() {
     let m = fixture();
     put(&m.keys("y"), b"y", "", 0);
     let serving = |what: &str| assert_eq!(read(&m.keys("y")).unwrap(), b"y", "{what}");
-    refused(&m, "mv keys/y tags/t/y", libc::EXDEV, || {
+    refused(&m, "mv keys/y tags/t/y", Errno::EXDEV, || {
         std::fs::rename(m.keys("y"), m.tag("t").join("y"))
     });
-    refused(&m, "mv tags/t/x keys/z", libc::EXDEV, || {
+    refused(&m, "mv tags/t/x keys/z", Errno::EXDEV, || {
         std::fs::rename(m.tag("t").join("x"), m.keys("z"))
     });
-    refused(&m, "mv tags/t/x tags/u/z", libc::EXDEV, || {
+    refused(&m, "mv tags/t/x tags/u/z", Errno::EXDEV, || {
         std::fs::rename(m.tag("t").join("x"), m.tag("u").join("z"))
     });
     // Two names of one file: rename(2) does nothing and succeeds (POSIX);
@@ -382,13 +321,13 @@ fn renames_across_keys_and_tags_are_cross_device() {
     std::fs::rename(m.tag("t").join("x"), m.tag("u").join("x")).unwrap();
     assert_eq!(store_listing(&m.store), before);
     assert_eq!(names(&m.tag("t")), ["x"]);
-    refused(&m, "mv tags/t tags/v", libc::EPERM, || {
+    refused(&m, "mv tags/t tags/v", Errno::EPERM, || {
         std::fs::rename(m.tag("t"), m.tag("v"))
     });
-    refused(&m, "mv keys MNT/k", libc::EPERM, || {
+    refused(&m, "mv keys MNT/k", Errno::EPERM, || {
         std::fs::rename(m.mnt.join("keys"), m.mnt.join("k"))
     });
-    refused(&m, "mv -T --exchange keys/x keys/y", libc::EINVAL, || {
+    refused(&m, "mv -T --exchange keys/x keys/y", Errno::EINVAL, || {
         rename_exchange(&m.keys("x"), &m.keys("y"))
     });
     serving("after the renames");
@@ -397,16 +336,16 @@ fn renames_across_keys_and_tags_are_cross_device() {
 #[test]
 fn truncate_on_a_path_is_not_permitted() {
     let m = fixture();
-    refused(&m, "truncate keys/x 0", libc::EPERM, || {
+    refused(&m, "truncate keys/x 0", Errno::EPERM, || {
         truncate(&m.keys("x"), 0)
     });
-    refused(&m, "truncate keys/x 100", libc::EPERM, || {
+    refused(&m, "truncate keys/x 100", Errno::EPERM, || {
         truncate(&m.keys("x"), 100)
     });
-    refused(&m, "truncate tags/t/x 1", libc::EPERM, || {
+    refused(&m, "truncate tags/t/x 1", Errno::EPERM, || {
         truncate(&m.tag("t").join("x"), 1)
     });
-    refused(&m, "truncate keys/", libc::EISDIR, || {
+    refused(&m, "truncate keys/", Errno::EISDIR, || {
         truncate(&m.mnt.join("keys"), 0)
     });
 }
@@ -418,10 +357,13 @@ fn shared_mmap_of_a_writing_descriptor_is_refused() {
     let w = open(&m.keys("x"), libc::O_RDWR).unwrap();
     // The kernel refuses MAP_SHARED of a FOPEN_DIRECT_IO file (ENODEV): a
     // writer's bytes go to the daemon, never to pages.
-    refused(&m, "mmap(MAP_SHARED, rw) of a writer", libc::ENODEV, || {
-        mmap(&w, rw, libc::MAP_SHARED)
-    });
-    refused(&m, "mmap(MAP_SHARED, r) of a writer", libc::ENODEV, || {
+    refused(
+        &m,
+        "mmap(MAP_SHARED, rw) of a writer",
+        Errno::ENODEV,
+        || mmap(&w, rw, libc::MAP_SHARED),
+    );
+    refused(&m, "mmap(MAP_SHARED, r) of a writer", Errno::ENODEV, || {
         mmap(&w, libc::PROT_READ, libc::MAP_SHARED)
     });
     let before = store_listing(&m.store);
@@ -440,42 +382,42 @@ fn shared_mmap_of_a_writing_descriptor_is_refused() {
         mmap(&r, libc::PROT_READ, libc::MAP_PRIVATE).unwrap(),
         b"content"
     );
-    refused(&m, "mmap(MAP_SHARED, rw) of a reader", libc::EACCES, || {
-        mmap(&r, rw, libc::MAP_SHARED)
-    });
+    refused(
+        &m,
+        "mmap(MAP_SHARED, rw) of a reader",
+        Errno::EACCES,
+        || mmap(&r, rw, libc::MAP_SHARED),
+    );
 }
 
 #[test]
 fn fallocate_and_directory_oddities_are_refused() {
     let m = fixture();
     let w = open(&m.keys("x"), libc::O_WRONLY).unwrap();
-    refused(&m, "fallocate on a writer", libc::EOPNOTSUPP, || {
+    refused(&m, "fallocate on a writer", Errno::EOPNOTSUPP, || {
         // SAFETY: a valid descriptor.
-        match unsafe { libc::fallocate(w.as_raw_fd(), 0, 0, 4096) } {
-            0 => Ok(()),
-            _ => Err(io::Error::last_os_error()),
-        }
+        Errno::result(unsafe { libc::fallocate(w.as_raw_fd(), 0, 0, 4096) })
     });
     close(w).unwrap();
-    refused(&m, "rmdir keys", libc::EPERM, || {
+    refused(&m, "rmdir keys", Errno::EPERM, || {
         std::fs::remove_dir(m.mnt.join("keys"))
     });
-    refused(&m, "rmdir stale", libc::EPERM, || {
+    refused(&m, "rmdir stale", Errno::EPERM, || {
         std::fs::remove_dir(m.mnt.join("stale"))
     });
-    refused(&m, "rmdir keys/x", libc::ENOTDIR, || {
+    refused(&m, "rmdir keys/x", Errno::ENOTDIR, || {
         std::fs::remove_dir(m.keys("x"))
     });
-    refused(&m, "rm .stats", libc::EPERM, || {
+    refused(&m, "rm .stats", Errno::EPERM, || {
         std::fs::remove_file(m.mnt.join(".stats"))
     });
-    refused(&m, "rm keys (a directory)", libc::EISDIR, || {
+    refused(&m, "rm keys (a directory)", Errno::EISDIR, || {
         std::fs::remove_file(m.mnt.join("keys"))
     });
-    refused(&m, "rmdir tags/missing", libc::ENOENT, || {
+    refused(&m, "rmdir tags/missing", Errno::ENOENT, || {
         std::fs::remove_dir(m.tag("missing"))
     });
-    refused(&m, "rm keys/missing", libc::ENOENT, || {
+    refused(&m, "rm keys/missing", Errno::ENOENT, || {
         std::fs::remove_file(m.keys("missing"))
     });
 }

@@ -1,11 +1,11 @@
 //! Changes racing each other through a real mount: what SPEC §1 says must
 //! never happen (an invalidated entry brought back) does not.
 
-mod common;
+mod support;
 
 use std::io::Write;
 
-use common::*;
+use support::*;
 
 #[test]
 fn overwrite_that_keeps_tags_does_not_undo_an_rmdir_of_one() {
@@ -21,16 +21,12 @@ fn overwrite_that_keeps_tags_does_not_undo_an_rmdir_of_one() {
     put(&m.keys("y"), b"other", "t", 0);
     w.write_all(b"new content computed before the invalidation")
         .unwrap();
-    let e = w.flush().and_then(|()| {
-        use std::os::fd::IntoRawFd;
-        // SAFETY: the descriptor is ours and closed once.
-        match unsafe { libc::close(w.into_raw_fd()) } {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        }
-    });
-    assert_eq!(errno(e), libc::ESTALE, "close reports the lost commit");
-    assert_eq!(errno(read(&m.keys("x"))), libc::ENOENT);
+    assert_eq!(
+        errno(close(w)),
+        Errno::ESTALE,
+        "close reports the lost commit"
+    );
+    assert_eq!(errno(read(&m.keys("x"))), Errno::ENOENT);
     assert_eq!(names(&m.tag("t")), ["y"]);
     assert_eq!(read(&m.keys("y")).unwrap(), b"other");
 }
@@ -74,7 +70,6 @@ fn readers_never_see_a_writers_longer_uncommitted_size() {
 
 #[test]
 fn a_forked_childs_close_does_not_commit_the_parents_xattrs() {
-    use std::os::fd::AsRawFd;
     let m = Mount::new(&[]);
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -82,24 +77,14 @@ fn a_forked_childs_close_does_not_commit_the_parents_xattrs() {
         .open(m.keys("y"))
         .unwrap();
     set_xattr_fd(&f, "user.tags", b"t").unwrap();
-    // SAFETY: the child only exits (closing its copies of the descriptors).
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for the child we forked.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    // The child only exits, closing its copies of the descriptors.
+    in_child(|| 0);
     assert_eq!(
         errno(read(&m.keys("y"))),
-        libc::ENOENT,
+        Errno::ENOENT,
         "the child's close committed nothing"
     );
-    // SAFETY: writing to our own descriptor.
-    assert_eq!(
-        unsafe { libc::write(f.as_raw_fd(), b"value".as_ptr().cast(), 5) },
-        5
-    );
+    assert_eq!(write_fd(&f, b"value"), Ok(5));
     drop(f);
     assert_eq!(read(&m.keys("y")).unwrap(), b"value");
     assert_eq!(get_xattr(&m.keys("y"), "user.tags").unwrap(), b"t");
@@ -120,12 +105,9 @@ fn past_max_nodes_the_kernel_is_made_to_forget_names() {
         "a listing past the budget is whole"
     );
     let nodes = || m.stats()["kernel_nodes"].as_u64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while nodes() > 120 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let forgot = eventually(10.0, || nodes() <= 120);
     assert!(
-        nodes() <= 120,
+        forgot.is_ok(),
         "nodes held: {} (budget 100 entries)",
         nodes()
     );

@@ -5,16 +5,14 @@
 //! through `setpriv --reuid=65534 --regid=65534 --clear-groups` as a probe
 //! that makes the system calls it is told to and prints their errno.
 
-mod common;
-mod reliability;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use common::Mount;
-use reliability::*;
+use support::*;
 
 /// The test whose name the probe is started under.
 const TEST: &str = "without_allow_other_another_user_can_neither_read_nor_list";
@@ -28,33 +26,31 @@ fn probe() {
     for line in steps.lines() {
         let (op, path) = line.split_once('\t').unwrap();
         let p = Path::new(path);
-        let r: Result<(), i32> = match op {
-            "stat" => std::fs::metadata(p)
-                .map(drop)
-                .map_err(|e| e.raw_os_error().unwrap()),
-            "list" => list_raw(p).map(drop),
-            "read" => open_raw(p, libc::O_RDONLY)
-                .and_then(|f| read_all_raw(&f, 4096))
+        let r: Outcome = match op {
+            "stat" => outcome(std::fs::metadata(p)),
+            "list" => list_dir(p).map(drop),
+            "read" => open(p, libc::O_RDONLY)
+                .and_then(|f| read_chunks(&f, 4096))
                 .map(drop),
-            "write" => open_raw(p, libc::O_WRONLY)
-                .and_then(|f| write_all_raw(&f, b"nobody was here", 4096).and(close_raw(f))),
-            "create" => open_raw(p, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
-                .and_then(|f| write_all_raw(&f, b"nobody's", 4096).and(close_raw(f))),
-            "unlink" => unlink_raw(p),
-            "rmdir" => rmdir_raw(p),
-            "mkdir" => mkdir_raw(p),
-            "settags" => set_xattr_raw(p, b"user.tags", b"nobody"),
-            "gettags" => get_xattr_raw(p, b"user.tags").map(drop),
+            "write" => open(p, libc::O_WRONLY)
+                .and_then(|f| write_chunks(&f, b"nobody was here", 4096).and(close(f))),
+            "create" => open(p, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+                .and_then(|f| write_chunks(&f, b"nobody's", 4096).and(close(f))),
+            "unlink" => unlink(p),
+            "rmdir" => rmdir(p),
+            "mkdir" => mkdir(p),
+            "settags" => set_xattr(p, b"user.tags", b"nobody"),
+            "gettags" => get_xattr(p, b"user.tags").map(drop),
             other => panic!("unknown probe op {other}"),
         };
-        writeln!(out, "PROBE\t{op}\t{path}\t{}", r.err().unwrap_or(0)).unwrap();
+        writeln!(out, "PROBE\t{op}\t{path}\t{}", code_of(&r)).unwrap();
     }
     out.flush().unwrap();
     std::process::exit(0);
 }
 
-/// Runs `steps` as nobody; returns "op path" → errno.
-fn as_nobody(steps: &[(&str, &Path)]) -> BTreeMap<String, i32> {
+/// Runs `steps` as nobody; returns "op path" → outcome.
+fn as_nobody(steps: &[(&str, &Path)]) -> BTreeMap<String, Outcome> {
     let text: String = steps
         .iter()
         .map(|(op, p)| format!("{op}\t{}\n", p.display()))
@@ -78,12 +74,15 @@ fn as_nobody(steps: &[(&str, &Path)]) -> BTreeMap<String, i32> {
         "the probe as nobody failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let results: BTreeMap<String, i32> = stdout
+    let results: BTreeMap<String, Outcome> = stdout
         .lines()
         .filter_map(|l| l.split_once("PROBE\t").map(|(_, rest)| rest))
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (format!("{} {}", f[0], f[1]), f[2].parse().unwrap())
+            (
+                format!("{} {}", f[0], f[1]),
+                from_code(f[2].parse().unwrap()),
+            )
         })
         .collect();
     assert_eq!(
@@ -94,11 +93,10 @@ fn as_nobody(steps: &[(&str, &Path)]) -> BTreeMap<String, i32> {
     results
 }
 
-fn show(e: i32) -> String {
-    if e == 0 {
-        "success".into()
-    } else {
-        errno_name(e)
+fn show(r: Outcome) -> String {
+    match r {
+        Ok(()) => "success".into(),
+        Err(e) => format!("{e:?}"),
     }
 }
 
@@ -109,7 +107,7 @@ fn without_allow_other_another_user_can_neither_read_nor_list() {
     }
     let m = Mount::new(&[]);
     open_up(m.dir.path());
-    common::put(&m.keys("x"), b"private", "t", 0);
+    put(&m.keys("x"), b"private", "t", 0);
     let keys = m.mnt.join("keys");
     let x = m.keys("x");
     let stats = m.mnt.join(".stats");
@@ -123,15 +121,15 @@ fn without_allow_other_another_user_can_neither_read_nor_list() {
         ("write", &x),
     ]);
     let mut wrong = Vec::new();
-    for (step, e) in &got {
-        let want: &[i32] =
+    for (step, r) in &got {
+        let want: &[Outcome] =
             if step.starts_with("stat") && step.ends_with(&*m.dir.path().to_string_lossy()) {
-                &[0] // the temp dir itself is open to nobody: any refusal is the mount's
+                &[Ok(())] // the temp dir itself is open to nobody: any refusal is the mount's
             } else {
-                &[libc::EACCES, libc::EPERM]
+                &[Err(Errno::EACCES), Err(Errno::EPERM)]
             };
-        if !want.contains(e) {
-            wrong.push(format!("{step} as nobody: {}", show(*e)));
+        if !want.contains(r) {
+            wrong.push(format!("{step} as nobody: {}", show(*r)));
         }
     }
     // The mounting user is not affected, and nothing changed.
@@ -148,45 +146,45 @@ fn without_allow_other_another_user_can_neither_read_nor_list() {
 fn with_allow_other_modes_are_enforced() {
     let m = Mount::new(&["--allow-other"]);
     open_up(m.dir.path());
-    common::put(&m.keys("x"), b"shared", "t", 0);
+    put(&m.keys("x"), b"shared", "t", 0);
     let x = m.keys("x");
     let via_tag = m.tag("t").join("x");
     let new = m.keys("new");
     let tag = m.tag("t");
     let new_tag = m.tag("u");
     let keys = m.mnt.join("keys");
-    let expect: Vec<(&str, &Path, &[i32])> = vec![
-        ("stat", &m.mnt, &[0]),
-        ("list", &keys, &[0]),
-        ("list", &tag, &[0]),
-        ("read", &x, &[0]),
-        ("read", &via_tag, &[0]),
-        ("gettags", &x, &[0]),
+    let expect: Vec<(&str, &Path, &[Outcome])> = vec![
+        ("stat", &m.mnt, &[Ok(())]),
+        ("list", &keys, &[Ok(())]),
+        ("list", &tag, &[Ok(())]),
+        ("read", &x, &[Ok(())]),
+        ("read", &via_tag, &[Ok(())]),
+        ("gettags", &x, &[Ok(())]),
         // 0644 files and 0755 directories owned by the mounting user.
-        ("write", &x, &[libc::EACCES]),
-        ("create", &new, &[libc::EACCES]),
-        ("unlink", &x, &[libc::EACCES]),
-        ("rmdir", &tag, &[libc::EACCES]),
-        ("mkdir", &new_tag, &[libc::EACCES]),
-        ("settags", &x, &[libc::EACCES, libc::EPERM]),
+        ("write", &x, &[Err(Errno::EACCES)]),
+        ("create", &new, &[Err(Errno::EACCES)]),
+        ("unlink", &x, &[Err(Errno::EACCES)]),
+        ("rmdir", &tag, &[Err(Errno::EACCES)]),
+        ("mkdir", &new_tag, &[Err(Errno::EACCES)]),
+        ("settags", &x, &[Err(Errno::EACCES), Err(Errno::EPERM)]),
     ];
     let steps: Vec<(&str, &Path)> = expect.iter().map(|(op, p, _)| (*op, *p)).collect();
     let got = as_nobody(&steps);
     let mut wrong = Vec::new();
     for (op, p, want) in &expect {
-        let e = got[&format!("{op} {}", p.display())];
-        if !want.contains(&e) {
+        let r = got[&format!("{op} {}", p.display())];
+        if !want.contains(&r) {
             wrong.push(format!(
                 "{op} {} as nobody: {}, expected {:?}",
                 p.display(),
-                show(e),
-                want.iter().map(|e| show(*e)).collect::<Vec<_>>()
+                show(r),
+                want.iter().map(|r| show(*r)).collect::<Vec<_>>()
             ));
         }
     }
     // Nothing nobody tried changed anything.
     assert_eq!(std::fs::read(&x).unwrap(), b"shared");
-    assert_eq!(get_xattr_raw(&x, b"user.tags"), Ok(b"t".to_vec()));
+    assert_eq!(get_xattr(&x, b"user.tags"), Ok(b"t".to_vec()));
     assert!(tag.is_dir() && !new_tag.exists() && !new.exists());
     drop(m);
     assert!(

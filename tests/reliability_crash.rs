@@ -17,16 +17,14 @@
 //! 25 rounds (a few seconds) by default; `TAGCACHEFS_LONG=1` runs 100 (or
 //! `TAGCACHEFS_CRASH_ROUNDS`).
 
-mod common;
-mod reliability;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Mount;
-use reliability::*;
+use support::*;
 
 const TEST: &str = "killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial";
 const WRITERS: u64 = 3;
@@ -110,22 +108,19 @@ fn killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial() {
             }
         }
         // The mount is dead now: every call on it fails with ENOTCONN.
-        let e = std::fs::metadata(m.keys("anything"))
-            .map(|_| ())
-            .unwrap_err();
         assert_eq!(
-            e.raw_os_error(),
-            Some(libc::ENOTCONN),
+            outcome(std::fs::metadata(m.keys("anything"))),
+            Err(Errno::ENOTCONN),
             "round {round}: after the kill the mount should be dead"
         );
         // The next mount reclaims what the killed daemon left in tmp/.
         let left = tmp_files(&m.store, "w.").len() + tmp_files(&m.store, "lock:").len();
         figures.left_in_tmp += left as u64;
         m.remount(ARGS);
-        let reclaimed = within(10.0, || {
+        let reclaimed = eventually(10.0, || {
             tmp_files(&m.store, "w.").is_empty() && tmp_files(&m.store, "lock:").is_empty()
         });
-        if reclaimed.is_none() {
+        if reclaimed.is_err() {
             problems.push(format!(
                 "round {round}: the killed daemon left {left} drafts and locks; 10 s after the next mount tmp/ still holds {:?} {:?}",
                 tmp_files(&m.store, "w."),
@@ -156,7 +151,7 @@ fn killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial() {
             model.insert(key.clone(), seen);
         }
         // Nothing in keys/ that no writer made, nothing partial in stale/.
-        match list_raw(&m.mnt.join("keys")) {
+        match list_dir(&m.mnt.join("keys")) {
             Ok(names) => {
                 for n in names {
                     let n = String::from_utf8_lossy(&n).into_owned();
@@ -167,9 +162,9 @@ fn killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial() {
                     }
                 }
             }
-            Err(e) => problems.push(format!("round {round}: ls keys/: {}", errno_name(e))),
+            Err(e) => problems.push(format!("round {round}: ls keys/: {e:?}")),
         }
-        match list_raw(&m.mnt.join("stale")) {
+        match list_dir(&m.mnt.join("stale")) {
             Ok(names) => {
                 for n in names {
                     let path = m
@@ -183,12 +178,12 @@ fn killed_daemon_loses_no_committed_entry_and_leaves_nothing_partial() {
                                 problems.push(format!("round {round}: {}: {e}", path.display()));
                             }
                         }
-                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(e) if e.to_errno() == Errno::ENOENT => {}
                         Err(e) => problems.push(format!("round {round}: {}: {e}", path.display())),
                     }
                 }
             }
-            Err(e) => problems.push(format!("round {round}: ls stale/: {}", errno_name(e))),
+            Err(e) => problems.push(format!("round {round}: ls stale/: {e:?}")),
         }
 
         // tmp/ is reclaimed, and one cleanup is enough.
@@ -258,18 +253,21 @@ struct Figures {
 
 /// Reads `key` through the mount: its state, and any problem with it.
 fn observe(m: &Mount, key: &str, problems: &mut Vec<String>, round: u64) -> State {
-    let f = match open_raw(&m.keys(key), libc::O_RDONLY) {
+    let f = match open(&m.keys(key), libc::O_RDONLY) {
         Ok(f) => f,
-        Err(libc::ENOENT) => return None,
+        Err(Errno::ENOENT) => return None,
         Err(e) => {
-            problems.push(format!("round {round}: open keys/{key}: {}", errno_name(e)));
+            problems.push(format!("round {round}: open keys/{key}: {e:?}"));
             return None;
         }
     };
-    let data = read_all_raw(&f, 65536);
-    let tags = fget_xattr(&f, "user.tags");
+    let data = read_chunks(&f, 65536);
+    let tags = get_xattr_fd(&f, "user.tags");
     drop(f);
-    let id = match data.map_err(errno_name).and_then(|d| check_version(&d)) {
+    let id = match data
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|d| check_version(&d))
+    {
         Ok(id) => id,
         Err(e) => {
             problems.push(format!("round {round}: keys/{key}: {e}"));
@@ -281,8 +279,7 @@ fn observe(m: &Mount, key: &str, problems: &mut Vec<String>, round: u64) -> Stat
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) => {
             problems.push(format!(
-                "round {round}: getxattr user.tags of keys/{key}: {}",
-                errno_name(e)
+                "round {round}: getxattr user.tags of keys/{key}: {e:?}"
             ));
             "?".into()
         }
@@ -330,12 +327,12 @@ fn replay(
             }
             "E" => {
                 let op = begun.take().expect("an end without a begin");
-                let rc: i32 = f[1].parse().unwrap();
-                if rc == 0 {
+                let rc = from_code(f[1].parse().unwrap());
+                if rc.is_ok() {
                     figures.ok += 1;
                     let (key, after) = apply(&op, model);
                     model.insert(key, after);
-                } else if rc == libc::ENOTCONN || rc == libc::ECONNABORTED {
+                } else if matches!(rc, Err(Errno::ENOTCONN | Errno::ECONNABORTED)) {
                     begun = Some(op);
                     break;
                 }
@@ -398,16 +395,15 @@ fn writer() {
             }
             70..80 => {
                 log.line(format!("B r {key} {tag_s}"));
-                set_xattr_raw(&keys(&key), b"user.tags", tags.join(",").as_bytes())
+                set_xattr(&keys(&key), b"user.tags", tags.join(",").as_bytes())
             }
             _ => {
                 log.line(format!("B u {key}"));
-                unlink_raw(&keys(&key))
+                unlink(&keys(&key))
             }
         };
-        let rc = rc.err().unwrap_or(0);
-        log.line(format!("E {rc}"));
-        if rc == libc::ENOTCONN || rc == libc::ECONNABORTED {
+        log.line(format!("E {}", code_of(&rc)));
+        if matches!(rc, Err(Errno::ENOTCONN | Errno::ECONNABORTED)) {
             return;
         }
     }
@@ -417,18 +413,18 @@ fn writer() {
 /// Writes version `id` of a key through one descriptor: open (with `flag`:
 /// O_TRUNC or O_EXCL), tags on the descriptor, the content in chunks,
 /// close. The first error is the result.
-fn commit(path: &Path, id: u64, tags: &[&str], flag: i32, rng: &mut Rng) -> Result<(), i32> {
+fn commit(path: &Path, id: u64, tags: &[&str], flag: i32, rng: &mut Rng) -> Result<(), Errno> {
     let len = if rng.chance(70) {
         rng.range(HEADER as u64, 8192)
     } else {
         rng.range(8192, 400_000)
     } as usize;
     let chunk = *rng.pick(&[4096usize, 32768, 131072]);
-    let f = open_raw(path, libc::O_WRONLY | libc::O_CREAT | flag)?;
-    let mut result = fset_xattr(&f, "user.tags", tags.join(",").as_bytes());
+    let f = open(path, libc::O_WRONLY | libc::O_CREAT | flag)?;
+    let mut result = set_xattr_fd(&f, "user.tags", tags.join(",").as_bytes());
     if result.is_ok() {
-        result = write_all_raw(&f, &version_content(id, len), chunk);
+        result = write_chunks(&f, &version_content(id, len), chunk);
     }
-    let closed = close_raw(f);
+    let closed = close(f);
     result.and(closed)
 }

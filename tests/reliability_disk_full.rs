@@ -3,46 +3,13 @@
 //! The store lives on a small tmpfs mounted by the test (8 MiB), unmounted
 //! by a guard after the FUSE mount, also when the test fails.
 
-mod common;
-mod reliability;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use common::Mount;
-use reliability::*;
+use support::*;
 
 const MIB: usize = 1 << 20;
-
-/// A tmpfs of `size` mounted on a fresh temp dir, lazily unmounted on drop.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn new(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fs");
-        std::fs::create_dir(&path).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs failed (the disk-full tests need it): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { _dir: dir, path }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        common::unmount(&self.path);
-    }
-}
 
 fn free_bytes(path: &Path) -> u64 {
     let p = cpath(path);
@@ -55,22 +22,27 @@ fn free_bytes(path: &Path) -> u64 {
 /// The tmpfs, then the mount of a store on it (dropped in reverse order:
 /// the FUSE mount first).
 fn setup() -> (Tmpfs, Mount) {
-    let fs = Tmpfs::new("8m");
+    let fs = Tmpfs::new("size=8m");
     let dir = tempfile::tempdir().unwrap();
-    let m = Mount::on_store(dir, fs.path.join("store"), &["--cache-timeout", "1"]);
+    let m = Mount::on_store(dir, fs.path().join("store"), &["--cache-timeout", "1"]);
     (fs, m)
 }
 
 /// Writes version `id` (`len` bytes) with `tags`; the errors of write()
 /// and close(), in that order.
-fn put_version(path: &Path, id: u64, len: usize, tags: &str) -> (Result<(), i32>, Result<(), i32>) {
-    let f = match open_raw(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) {
+fn put_version(
+    path: &Path,
+    id: u64,
+    len: usize,
+    tags: &str,
+) -> (Result<(), Errno>, Result<(), Errno>) {
+    let f = match open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) {
         Ok(f) => f,
         Err(e) => return (Err(e), Ok(())),
     };
-    fset_xattr(&f, "user.tags", tags.as_bytes()).unwrap();
-    let w = write_all_raw(&f, &version_content(id, len), 128 * 1024);
-    (w, close_raw(f))
+    set_xattr_fd(&f, "user.tags", tags.as_bytes()).unwrap();
+    let w = write_chunks(&f, &version_content(id, len), 128 * 1024);
+    (w, close(f))
 }
 
 fn read_id(path: &Path) -> Result<u64, String> {
@@ -83,22 +55,20 @@ fn fill(dir: &Path) -> PathBuf {
     let path = dir.join("filler");
     let f = std::fs::File::create(&path).unwrap();
     for chunk in [MIB, 64 * 1024, 4096, 512, 1] {
-        while write_all_raw(&f, &vec![7u8; chunk], chunk).is_ok() {}
+        while write_chunks(&f, &vec![7u8; chunk], chunk).is_ok() {}
     }
     path
 }
 
-fn assert_enospc(what: &str, results: &[Result<(), i32>]) {
-    let errors: Vec<i32> = results.iter().filter_map(|r| r.err()).collect();
+fn assert_enospc(what: &str, results: &[Result<(), Errno>]) {
+    let errors: Vec<Errno> = results.iter().filter_map(|r| r.err()).collect();
     assert!(
-        errors.contains(&libc::ENOSPC),
-        "{what}: expected ENOSPC, got {:?}",
-        errors.iter().map(|e| errno_name(*e)).collect::<Vec<_>>()
+        errors.contains(&Errno::ENOSPC),
+        "{what}: expected ENOSPC, got {errors:?}"
     );
     assert!(
-        errors.iter().all(|e| *e == libc::ENOSPC),
-        "{what}: only ENOSPC is the answer to a full disk, got {:?}",
-        errors.iter().map(|e| errno_name(*e)).collect::<Vec<_>>()
+        errors.iter().all(|e| *e == Errno::ENOSPC),
+        "{what}: only ENOSPC is the answer to a full disk, got {errors:?}"
     );
 }
 
@@ -131,8 +101,8 @@ fn disk_full_fails_the_commit_keeps_every_entry_and_recovers() {
     assert_enospc("a 12 MiB entry on an 8 MiB disk", &[w, c]);
     eprintln!("12 MiB write on a full disk: write() -> {w:?}, close() -> {c:?}");
     assert_eq!(
-        errno_of(std::fs::read(m.keys("big"))),
-        libc::ENOENT,
+        outcome(std::fs::read(m.keys("big"))),
+        Err(Errno::ENOENT),
         "an entry whose commit failed is not visible"
     );
     for i in 0..5u64 {
@@ -152,23 +122,20 @@ fn disk_full_fails_the_commit_keeps_every_entry_and_recovers() {
 
     // Full to the last page: every kind of commit fails with ENOSPC and
     // leaves the entry it targets as it was.
-    let filler = fill(&fs.path);
+    let filler = fill(fs.path());
     let (w, c) = put_version(&m.keys("small"), 200, 10_000, "new");
     assert_enospc("a new 10 kB entry on a full disk", &[w, c]);
     assert_eq!(
-        errno_of(std::fs::read(m.keys("small"))),
-        libc::ENOENT,
+        outcome(std::fs::read(m.keys("small"))),
+        Err(Errno::ENOENT),
         "a new entry whose commit failed is not visible"
     );
-    let r = set_xattr_raw(&m.keys("a0"), b"user.tags", b"old,more");
+    let r = set_xattr(&m.keys("a0"), b"user.tags", b"old,more");
     assert_enospc("retagging (a copy) on a full disk", &[r]);
-    assert_eq!(
-        get_xattr_raw(&m.keys("a0"), b"user.tags"),
-        Ok(b"old".to_vec())
-    );
-    let f = open_raw(&m.keys("a1"), libc::O_WRONLY | libc::O_APPEND).unwrap();
-    let w = write_all_raw(&f, b"appended", 4096);
-    let c = close_raw(f);
+    assert_eq!(get_xattr(&m.keys("a0"), b"user.tags"), Ok(b"old".to_vec()));
+    let f = open(&m.keys("a1"), libc::O_WRONLY | libc::O_APPEND).unwrap();
+    let w = write_chunks(&f, b"appended", 4096);
+    let c = close(f);
     assert_enospc("appending (a copy) on a full disk", &[w, c]);
     for i in 0..5u64 {
         assert_eq!(
@@ -178,8 +145,8 @@ fn disk_full_fails_the_commit_keeps_every_entry_and_recovers() {
         );
     }
     // Invalidation needs no space, and the daemon still serves.
-    rmdir_raw(&m.tag("old")).expect("rmdir on a full disk");
-    assert_eq!(errno_of(std::fs::read(m.keys("a2"))), libc::ENOENT);
+    rmdir(&m.tag("old")).expect("rmdir on a full disk");
+    assert_eq!(outcome(std::fs::read(m.keys("a2"))), Err(Errno::ENOENT));
     assert_eq!(read_id(&m.keys("keep")), Ok(100));
     std::fs::read(m.mnt.join(".stats")).expect(".stats on a full disk");
     assert_no_drafts(&m, "after the failed commits on a full disk");
@@ -221,13 +188,17 @@ fn a_write_that_failed_for_space_publishes_nothing() {
     let (fs, m) = setup();
     let (w, c) = put_version(&m.keys("x"), 1, 200 * 1024, "t");
     assert_eq!((w, c), (Ok(()), Ok(())));
-    let filler = fill(&fs.path);
+    let filler = fill(fs.path());
 
     // `echo v > keys/x` on a full disk: the open-time truncate, then a
     // write that fails.
     let (w, c) = put_version(&m.keys("x"), 2, 50_000, "t");
     eprintln!("overwrite on a full disk: write() -> {w:?}, close() -> {c:?}");
-    assert_eq!(w, Err(libc::ENOSPC), "the write itself finds the disk full");
+    assert_eq!(
+        w,
+        Err(Errno::ENOSPC),
+        "the write itself finds the disk full"
+    );
     assert_eq!(
         read_id(&m.keys("x")),
         Ok(1),
@@ -237,10 +208,10 @@ fn a_write_that_failed_for_space_publishes_nothing() {
     // A new name whose first write failed.
     let (w, c) = put_version(&m.keys("fresh"), 3, 50_000, "t");
     eprintln!("new entry on a full disk: write() -> {w:?}, close() -> {c:?}");
-    assert_eq!(w, Err(libc::ENOSPC));
+    assert_eq!(w, Err(Errno::ENOSPC));
     let fresh = std::fs::read(m.keys("fresh"));
     assert!(
-        matches!(&fresh, Err(e) if e.raw_os_error() == Some(libc::ENOENT)),
+        matches!(&fresh, Err(e) if e.to_errno() == Errno::ENOENT),
         "a new entry whose write failed (close() -> {c:?}) is not published, found {:?}",
         fresh.map(|d| format!("{} bytes", d.len()))
     );
@@ -250,11 +221,4 @@ fn a_write_that_failed_for_space_publishes_nothing() {
     assert_no_drafts(&m, "after the failed writes");
     drop(m);
     drop(fs);
-}
-
-fn errno_of<T>(r: std::io::Result<T>) -> i32 {
-    match r {
-        Ok(_) => 0,
-        Err(e) => e.raw_os_error().unwrap_or(-1),
-    }
 }

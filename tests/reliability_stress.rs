@@ -25,8 +25,7 @@
 //! still ends before nextest's 180 s (.config/nextest.toml), which kills a
 //! test without letting it unmount.
 
-mod common;
-mod reliability;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -35,8 +34,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Mount;
-use reliability::*;
+use support::*;
 
 const TEST: &str = "concurrent_commits_reads_retags_rmdirs_and_cleanup";
 const WRITERS: usize = 3;
@@ -106,19 +104,19 @@ fn concurrent_commits_reads_retags_rmdirs_and_cleanup() {
     std::fs::create_dir_all(&out).unwrap();
 
     for i in 0..SENTINELS {
-        let f = open_raw(
+        let f = open(
             &m.keys(&sentinel_key(i)),
             libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
         )
         .unwrap();
-        fset_xattr(&f, "user.tags", KEEP.as_bytes()).unwrap();
-        write_all_raw(
+        set_xattr_fd(&f, "user.tags", KEEP.as_bytes()).unwrap();
+        write_chunks(
             &f,
             &version_content(SENTINEL_ID + i, 3000 + i as usize * 40_000),
             65536,
         )
         .unwrap();
-        close_raw(f).unwrap();
+        close(f).unwrap();
     }
 
     let mut dog = Watchdog::new(TEST, Duration::from_secs(secs + 50), vec![m.store.clone()]);
@@ -318,46 +316,45 @@ fn commit(cx: &mut Ctx, id: u64, key: &str, tags: &[&str], ttl: u64, excl: bool)
         libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC
     };
     let c0 = mono_ns();
-    let f = match open_raw(&cx.keys(key), flags) {
+    let f = match open(&cx.keys(key), flags) {
         Ok(f) => f,
         Err(e) => {
             let c1 = mono_ns();
-            if !(excl && e == libc::EEXIST) {
-                cx.rec(format!(
-                    "V open of keys/{key} for writing failed: {}",
-                    errno_name(e)
-                ));
+            if !(excl && e == Errno::EEXIST) {
+                cx.rec(format!("V open of keys/{key} for writing failed: {e:?}"));
             }
-            cx.rec(format!("C {id} {key} {tags_s} {c0} {c1} open {e}"));
+            cx.rec(format!("C {id} {key} {tags_s} {c0} {c1} open {}", e as i32));
             return false;
         }
     };
-    let mut stage = ("ok", 0);
+    let mut stage = ("ok", Ok(()));
     let tag_value = tags.join(",");
-    if let Err(e) = fset_xattr(&f, "user.tags", tag_value.as_bytes()) {
-        stage = ("xattr", e);
+    if let Err(e) = set_xattr_fd(&f, "user.tags", tag_value.as_bytes()) {
+        stage = ("xattr", Err(e));
     }
-    if let Err(e) = fset_xattr(&f, "user.expire", ttl.to_string().as_bytes()) {
-        stage = ("xattr", e);
+    if let Err(e) = set_xattr_fd(&f, "user.expire", ttl.to_string().as_bytes()) {
+        stage = ("xattr", Err(e));
     }
-    if let Err(e) = write_all_raw(&f, &data, chunk) {
-        stage = ("write", e);
+    if let Err(e) = write_chunks(&f, &data, chunk) {
+        stage = ("write", Err(e));
     }
-    if let Err(e) = close_raw(f)
+    if let Err(e) = close(f)
         && stage.0 == "ok"
     {
-        stage = ("close", e);
+        stage = ("close", Err(e));
     }
     let c1 = mono_ns();
     cx.rec(format!(
         "C {id} {key} {tags_s} {c0} {c1} {} {}",
-        stage.0, stage.1
+        stage.0,
+        code_of(&stage.1)
     ));
-    if stage.0 != "ok" && stage.1 != libc::ESTALE {
+    if let Err(e) = stage.1
+        && e != Errno::ESTALE
+    {
         cx.rec(format!(
-            "V commit of version {id} to keys/{key} failed at {}: {}",
-            stage.0,
-            errno_name(stage.1)
+            "V commit of version {id} to keys/{key} failed at {}: {e:?}",
+            stage.0
         ));
     }
     stage.0 == "ok"
@@ -376,12 +373,8 @@ fn writer(cx: &mut Ctx) {
             let unlinked = cx.rng.chance(40);
             if unlinked {
                 let u0 = mono_ns();
-                let r = unlink_raw(&cx.keys(&own));
-                cx.rec(format!(
-                    "U {own} {u0} {} {}",
-                    mono_ns(),
-                    r.err().unwrap_or(0)
-                ));
+                let r = unlink(&cx.keys(&own));
+                cx.rec(format!("U {own} {u0} {} {}", mono_ns(), code_of(&r)));
             }
             if commit(cx, id, &own.clone(), &[KEEP], 0, false) {
                 let what = if unlinked {
@@ -440,11 +433,7 @@ fn store_view(store: &Path, name: &str) -> String {
             format!(
                 "version {id:?}, nlink {}, expiry in {} s",
                 md.nlink(),
-                md.mtime()
-                    - std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs() as i64
+                md.mtime() - now()
             )
         }
         Err(e) => format!("{}: {e}", path.display()),
@@ -459,39 +448,30 @@ fn read_one(cx: &mut Ctx, key: &str, via: Option<&str>) {
     let via_s = via.unwrap_or("-");
     let chunk = *cx.rng.pick(&[4096usize, 65536, 131072, 1 << 20]);
     let s = mono_ns();
-    let f = match open_raw(&path, libc::O_RDONLY) {
+    let f = match open(&path, libc::O_RDONLY) {
         Ok(f) => f,
         Err(e) => {
-            cx.rec(format!("N {key} {via_s} {e}"));
-            if e != libc::ENOENT {
-                cx.rec(format!(
-                    "V open of {} failed: {}",
-                    path.display(),
-                    errno_name(e)
-                ));
+            cx.rec(format!("N {key} {via_s} {}", e as i32));
+            if e != Errno::ENOENT {
+                cx.rec(format!("V open of {} failed: {e:?}", path.display()));
             }
             if key.starts_with("sentinel") {
                 cx.rec(format!(
-                    "V lost: {} (an entry nobody touches) failed to open: {}",
-                    path.display(),
-                    errno_name(e)
+                    "V lost: {} (an entry nobody touches) failed to open: {e:?}",
+                    path.display()
                 ));
             }
             return;
         }
     };
-    let data = read_all_raw(&f, chunk);
+    let data = read_chunks(&f, chunk);
     let size = f.metadata().map(|m| m.size());
-    let tags = fget_xattr(&f, "user.tags");
+    let tags = get_xattr_fd(&f, "user.tags");
     drop(f);
     let data = match data {
         Ok(d) => d,
         Err(e) => {
-            cx.rec(format!(
-                "V read of {} failed: {}",
-                path.display(),
-                errno_name(e)
-            ));
+            cx.rec(format!("V read of {} failed: {e:?}", path.display()));
             return;
         }
     };
@@ -501,9 +481,8 @@ fn read_one(cx: &mut Ctx, key: &str, via: Option<&str>) {
                 Ok(t) => norm_tags(&t),
                 Err(e) => {
                     cx.rec(format!(
-                        "V getxattr user.tags on an open {} failed: {}",
-                        path.display(),
-                        errno_name(e)
+                        "V getxattr user.tags on an open {} failed: {e:?}",
+                        path.display()
                     ));
                     return;
                 }
@@ -552,17 +531,13 @@ fn reader(cx: &mut Ctx) {
                     cx.mnt.join("tags"),
                     cx.mnt.join("tags").join(KEEP),
                 ] {
-                    match list_raw(&dir) {
+                    match list_dir(&dir) {
                         Ok(names) => {
                             if dir.ends_with(KEEP) && names.len() < SENTINELS as usize {
                                 cx.rec(format!("V lost: tags/{KEEP}/ lists {} names, fewer than the {SENTINELS} sentinels", names.len()));
                             }
                         }
-                        Err(e) => cx.rec(format!(
-                            "V listing {} failed: {}",
-                            dir.display(),
-                            errno_name(e)
-                        )),
+                        Err(e) => cx.rec(format!("V listing {} failed: {e:?}", dir.display())),
                     }
                 }
             }
@@ -577,40 +552,50 @@ fn chaos(cx: &mut Ctx) {
                 let key = *cx.rng.pick(KEYS);
                 let tags = random_tags(&mut cx.rng);
                 let x0 = mono_ns();
-                let r = set_xattr_raw(&cx.keys(key), b"user.tags", tags.join(",").as_bytes());
+                let r = set_xattr(&cx.keys(key), b"user.tags", tags.join(",").as_bytes());
                 let x1 = mono_ns();
-                let e = r.err().unwrap_or(0);
-                cx.rec(format!("X {key} {} {x0} {x1} {e}", tag_list(&tags)));
-                if ![0, libc::ENOENT, libc::ESTALE].contains(&e) {
-                    cx.rec(format!("V retag of keys/{key} failed: {}", errno_name(e)));
+                cx.rec(format!(
+                    "X {key} {} {x0} {x1} {}",
+                    tag_list(&tags),
+                    code_of(&r)
+                ));
+                if let Err(e) = r
+                    && ![Errno::ENOENT, Errno::ESTALE].contains(&e)
+                {
+                    cx.rec(format!("V retag of keys/{key} failed: {e:?}"));
                 }
             }
             45..75 => {
                 let tag = *cx.rng.pick(TAGS);
                 let r0 = mono_ns();
-                let r = rmdir_raw(&cx.mnt.join("tags").join(tag));
+                let r = rmdir(&cx.mnt.join("tags").join(tag));
                 let r1 = mono_ns();
-                let e = r.err().unwrap_or(0);
-                cx.rec(format!("D {tag} {r0} {r1} {e}"));
-                if ![0, libc::ENOENT].contains(&e) {
-                    cx.rec(format!("V rmdir tags/{tag} failed: {}", errno_name(e)));
+                cx.rec(format!("D {tag} {r0} {r1} {}", code_of(&r)));
+                if let Err(e) = r
+                    && e != Errno::ENOENT
+                {
+                    cx.rec(format!("V rmdir tags/{tag} failed: {e:?}"));
                 }
             }
             75..85 => {
                 let key = *cx.rng.pick(KEYS);
                 let u0 = mono_ns();
-                let e = unlink_raw(&cx.keys(key)).err().unwrap_or(0);
-                cx.rec(format!("U {key} {u0} {} {e}", mono_ns()));
-                if ![0, libc::ENOENT].contains(&e) {
-                    cx.rec(format!("V rm keys/{key} failed: {}", errno_name(e)));
+                let r = unlink(&cx.keys(key));
+                cx.rec(format!("U {key} {u0} {} {}", mono_ns(), code_of(&r)));
+                if let Err(e) = r
+                    && e != Errno::ENOENT
+                {
+                    cx.rec(format!("V rm keys/{key} failed: {e:?}"));
                 }
             }
             _ => {
                 let tag = *cx.rng.pick(TAGS);
-                let e = mkdir_raw(&cx.mnt.join("tags").join(tag)).err().unwrap_or(0);
-                cx.rec(format!("M {tag} {e}"));
-                if ![0, libc::EEXIST].contains(&e) {
-                    cx.rec(format!("V mkdir tags/{tag} failed: {}", errno_name(e)));
+                let r = mkdir(&cx.mnt.join("tags").join(tag));
+                cx.rec(format!("M {tag} {}", code_of(&r)));
+                if let Err(e) = r
+                    && e != Errno::EEXIST
+                {
+                    cx.rec(format!("V mkdir tags/{tag} failed: {e:?}"));
                 }
             }
         }
@@ -634,6 +619,14 @@ fn cleaner(cx: &mut Ctx) {
 
 // ---------------------------------------------------------------------------
 // The parent's checks.
+
+/// A logged outcome as the summary counts it: "ok" or the errno's name.
+fn shown(code: u64) -> String {
+    match from_code(code as i32) {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
 
 #[derive(Debug, Clone)]
 struct CommitRec {
@@ -704,7 +697,7 @@ impl Logs {
                                 if ok {
                                     "ok".into()
                                 } else {
-                                    format!("{} {}", f[6], errno_name(n(7) as i32))
+                                    format!("{} {}", f[6], shown(n(7)))
                                 }
                             ),
                         );
@@ -722,26 +715,14 @@ impl Logs {
                         );
                     }
                     "X" => {
-                        count(
-                            &mut logs,
-                            format!(
-                                "retags {}",
-                                errno_name(n(5) as i32).replace("errno 0", "ok")
-                            ),
-                        );
+                        count(&mut logs, format!("retags {}", shown(n(5))));
                         logs.retags
                             .entry((f[1].into(), f[2].into()))
                             .or_default()
                             .push(n(4));
                     }
                     "D" => {
-                        count(
-                            &mut logs,
-                            format!(
-                                "rmdirs {}",
-                                errno_name(n(4) as i32).replace("errno 0", "ok")
-                            ),
-                        );
+                        count(&mut logs, format!("rmdirs {}", shown(n(4))));
                         if n(4) == 0 {
                             logs.rmdirs
                                 .entry(f[1].into())
@@ -749,19 +730,10 @@ impl Logs {
                                 .push((n(2), n(3)));
                         }
                     }
-                    "U" => count(
-                        &mut logs,
-                        format!(
-                            "unlinks {}",
-                            errno_name(n(4) as i32).replace("errno 0", "ok")
-                        ),
-                    ),
+                    "U" => count(&mut logs, format!("unlinks {}", shown(n(4)))),
                     "M" => count(&mut logs, "mkdirs".into()),
                     "L" => count(&mut logs, "cleanups".into()),
-                    "N" => count(
-                        &mut logs,
-                        format!("opens for reading {}", errno_name(n(3) as i32)),
-                    ),
+                    "N" => count(&mut logs, format!("opens for reading {}", shown(n(3)))),
                     "R" => {
                         count(&mut logs, "reads checked".into());
                         logs.reads.push(Read {

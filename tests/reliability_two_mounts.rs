@@ -9,15 +9,13 @@
 //! slack, below the 1 s default so a mount that ignored the option would
 //! fail).
 
-mod common;
-mod reliability;
+mod support;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Mount;
-use reliability::*;
+use support::*;
 
 const TIMEOUT: f64 = 0.3;
 const SLACK: f64 = 0.5;
@@ -31,14 +29,14 @@ fn two() -> (Mount, Mount) {
 }
 
 fn put_v(m: &Mount, name: &str, id: u64, tags: &str) {
-    let f = open_raw(
+    let f = open(
         &m.keys(name),
         libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
     )
     .unwrap();
-    fset_xattr(&f, "user.tags", tags.as_bytes()).unwrap();
-    write_all_raw(&f, &version_content(id, 5000 + id as usize * 7), 4096).unwrap();
-    close_raw(f).unwrap();
+    set_xattr_fd(&f, "user.tags", tags.as_bytes()).unwrap();
+    write_chunks(&f, &version_content(id, 5000 + id as usize * 7), 4096).unwrap();
+    close(f).unwrap();
 }
 
 /// The version `path` reads as (`None`: ENOENT); panics on a torn read or
@@ -46,17 +44,17 @@ fn put_v(m: &Mount, name: &str, id: u64, tags: &str) {
 fn version_at(path: &std::path::Path) -> Option<u64> {
     match std::fs::read(path) {
         Ok(d) => Some(check_version(&d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) if e.to_errno() == Errno::ENOENT => None,
         Err(e) => panic!("{}: {e}", path.display()),
     }
 }
 
 /// Polls until `path` reads as `want`; the seconds it took.
 fn shows(path: &std::path::Path, want: Option<u64>, what: &str) -> f64 {
-    let took = within(TIMEOUT + SLACK, || version_at(path) == want);
+    let took = eventually(TIMEOUT + SLACK, || version_at(path) == want);
     match took {
-        Some(t) => t,
-        None => panic!(
+        Ok(t) => t,
+        Err(_) => panic!(
             "{what}: {} still reads as {:?}, not {want:?}, {:.1} s later (--cache-timeout {TIMEOUT})",
             path.display(),
             version_at(path),
@@ -95,20 +93,20 @@ fn an_rmdir_or_rm_through_one_mount_invalidates_in_the_other() {
     assert_eq!(version_at(&b.keys("x")), Some(1));
     assert_eq!(version_at(&b.tag("t").join("x")), Some(1));
     assert_eq!(version_at(&b.keys("y")), Some(2));
-    rmdir_raw(&a.tag("t")).unwrap();
+    rmdir(&a.tag("t")).unwrap();
     let t1 = shows(
         &b.keys("x"),
         None,
         "an entry whose tag was removed through the other mount",
     );
-    let t2 =
-        within(TIMEOUT + SLACK, || !b.tag("t").exists()).expect("tags/t gone in the other mount");
+    let t2 = eventually(TIMEOUT + SLACK, || !b.tag("t").exists())
+        .expect("tags/t gone in the other mount");
     assert_eq!(
         version_at(&b.stale("x")),
         Some(1),
         "stale/x in the other mount"
     );
-    unlink_raw(&a.keys("y")).unwrap();
+    unlink(&a.keys("y")).unwrap();
     let t3 = shows(
         &b.keys("y"),
         None,
@@ -121,15 +119,15 @@ fn an_rmdir_or_rm_through_one_mount_invalidates_in_the_other() {
 fn the_single_flight_lock_holds_across_mounts() {
     let (a, b) = two();
     let excl = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-    let holder = open_raw(&a.keys("z"), excl).expect("the first O_EXCL open takes the lock");
+    let holder = open(&a.keys("z"), excl).expect("the first O_EXCL open takes the lock");
     assert_eq!(
-        open_raw(&b.keys("z"), excl).map(drop),
-        Err(libc::EEXIST),
+        open(&b.keys("z"), excl).map(drop),
+        Err(Errno::EEXIST),
         "O_EXCL through the other mount while the lock is held"
     );
     assert_eq!(
-        open_raw(&a.keys("z"), excl).map(drop),
-        Err(libc::EEXIST),
+        open(&a.keys("z"), excl).map(drop),
+        Err(Errno::EEXIST),
         "O_EXCL through the same mount"
     );
     // The lock is a flock on tmp/lock:<hex(name)>, so other programs see it.
@@ -141,37 +139,37 @@ fn the_single_flight_lock_holds_across_mounts() {
     // SAFETY: a valid descriptor.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     assert_eq!(
-        (r, last_errno()),
-        (-1, libc::EWOULDBLOCK),
+        (r, Errno::last()),
+        (-1, Errno::EWOULDBLOCK),
         "the lock file is flocked"
     );
     drop(f);
     // Cleanup never takes a held lock.
     cleanup_json(&a.store);
     assert_eq!(
-        open_raw(&b.keys("z"), excl).map(drop),
-        Err(libc::EEXIST),
+        open(&b.keys("z"), excl).map(drop),
+        Err(Errno::EEXIST),
         "after a cleanup"
     );
     // Plain O_CREAT writers are not bound by it.
     put_v(&b, "z", 8, "");
     assert_eq!(version_at(&a.keys("z")), Some(8));
-    unlink_raw(&b.keys("z")).unwrap();
+    unlink(&b.keys("z")).unwrap();
     // Giving up (closing without writing) commits nothing and releases it.
-    close_raw(holder).unwrap();
+    close(holder).unwrap();
     assert_eq!(
         version_at(&a.keys("z")),
         None,
         "the holder committed nothing"
     );
-    let taker = within(TIMEOUT + SLACK, || {
-        open_raw(&b.keys("z"), excl).map(|f| {
-            write_all_raw(&f, &version_content(9, 100), 4096).unwrap();
-            close_raw(f).unwrap();
+    let taker = eventually(TIMEOUT + SLACK, || {
+        open(&b.keys("z"), excl).map(|f| {
+            write_chunks(&f, &version_content(9, 100), 4096).unwrap();
+            close(f).unwrap();
         }) == Ok(())
     });
     assert!(
-        taker.is_some(),
+        taker.is_ok(),
         "O_EXCL through the other mount once the holder gave up"
     );
     shows(&a.keys("z"), Some(9), "the single flight's result");
@@ -184,7 +182,7 @@ fn the_command_line_tools_work_while_both_are_mounted() {
         put_v(if i % 2 == 0 { &a } else { &b }, &format!("e{i}"), i, "t,u");
     }
     put_v(&a, "gone", 10, "v");
-    rmdir_raw(&b.tag("v")).unwrap();
+    rmdir(&b.tag("v")).unwrap();
     let out = tool(&["stats".as_ref(), a.store.as_os_str(), "--json".as_ref()]);
     assert!(
         out.status.success(),
@@ -245,15 +243,14 @@ fn commits_racing_through_two_daemons_never_tear_a_read() {
                     let mut last = 0;
                     while Instant::now() < deadline {
                         id += 1;
-                        let f =
-                            open_raw(&m.keys("k"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
-                                .unwrap();
-                        fset_xattr(&f, "user.tags", b"t").unwrap();
-                        write_all_raw(&f, &version_content(id, (id % 50_000) as usize + 40), 16384)
+                        let f = open(&m.keys("k"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
                             .unwrap();
-                        match close_raw(f) {
+                        set_xattr_fd(&f, "user.tags", b"t").unwrap();
+                        write_chunks(&f, &version_content(id, (id % 50_000) as usize + 40), 16384)
+                            .unwrap();
+                        match close(f) {
                             Ok(()) => last = id,
-                            Err(e) => panic!("commit through mount {w}: {}", errno_name(e)),
+                            Err(e) => panic!("commit through mount {w}: {e:?}"),
                         }
                     }
                     stop.store(true, Ordering::SeqCst);
@@ -278,7 +275,7 @@ fn commits_racing_through_two_daemons_never_tear_a_read() {
                                 Ok(_) => n += 1,
                                 Err(e) => torn.push(format!("{}: {e}", path.display())),
                             },
-                            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                            Err(e) if e.to_errno() == Errno::ENOENT => {}
                             Err(e) => torn.push(format!("{}: {e}", path.display())),
                         }
                     }
@@ -304,10 +301,10 @@ fn commits_racing_through_two_daemons_never_tear_a_read() {
         (reads, last)
     });
     // The last commit of either writer is what both mounts show.
-    let final_a = within(TIMEOUT + SLACK, || {
+    let final_a = eventually(TIMEOUT + SLACK, || {
         version_at(&a.keys("k")) == version_at(&b.keys("k"))
     });
-    assert!(final_a.is_some(), "the two mounts do not agree on keys/k");
+    assert!(final_a.is_ok(), "the two mounts do not agree on keys/k");
     let now = version_at(&a.keys("k")).unwrap();
     assert!(
         last.contains(&now),

@@ -6,22 +6,25 @@
 //! back to life.
 //!
 //! The children are this test binary itself, re-run on the one test with an
-//! environment variable naming the child's role.
+//! environment variable naming the child's role; they draw from the
+//! parent's seed (`TAGCACHEFS_SEED=N` replays a run's choices).
+
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use support::*;
 use tagcachefs::store::{Commit, Error, Store, Time, Version, layout};
 
-const ROLE: &str = "TAGCACHE_TEST_ROLE";
+const TEST: &str = "concurrent_processes_only_ever_read_whole_committed_versions";
 const STORE: &str = "TAGCACHE_TEST_STORE";
 const OUT: &str = "TAGCACHE_TEST_OUT";
 const RUN_MS: &str = "TAGCACHE_TEST_RUN_MS";
+const SEED: &str = "TAGCACHE_TEST_SEED";
 
 /// How long the children run.
 const RUN: Duration = Duration::from_millis(3000);
@@ -41,63 +44,25 @@ const EXIT_RESURRECTED: i32 = 3;
 const EXIT_ERROR: i32 = 2;
 
 // ---------------------------------------------------------------------------
-// Self-checking versions.
-//
-// magic "TCV1" | writer u32 | seq u64 | key u32 | body length u64 |
-// FNV-1a 64 of the 28 bytes before it and of the body | body
-
-const MAGIC: &[u8; 4] = b"TCV1";
-const HEADER: usize = 36;
-
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-fn make_version(writer: u32, seq: u64, key: usize, body: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(HEADER + body.len());
-    data.extend_from_slice(MAGIC);
-    data.extend_from_slice(&writer.to_le_bytes());
-    data.extend_from_slice(&seq.to_le_bytes());
-    data.extend_from_slice(&(key as u32).to_le_bytes());
-    data.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    let sum = fnv1a(&[&data, body]);
-    data.extend_from_slice(&sum.to_le_bytes());
-    data.extend_from_slice(body);
-    data
-}
+// Self-checking versions (support's), whose id names the writer, the key
+// and the writer's sequence number: writer << 48 | key << 40 | seq.
 
 /// Who wrote a version: (writer, seq), unique per fresh commit.
 type VersionId = (u32, u64);
 
+fn version_id(writer: u32, seq: u64, key: usize) -> u64 {
+    (writer as u64) << 48 | (key as u64) << 40 | seq
+}
+
 /// Checks that `data` is one whole version written for `key`.
-fn check_version(data: &[u8], key: usize) -> Result<VersionId, String> {
-    if data.len() < HEADER {
-        return Err(format!("{} bytes: shorter than a header", data.len()));
-    }
-    if &data[0..4] != MAGIC {
-        return Err(format!("bad magic {:?}", &data[0..4]));
-    }
-    let u32_at = |i: usize| u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
-    let u64_at = |i: usize| u64::from_le_bytes(data[i..i + 8].try_into().unwrap());
-    let (writer, seq, k, len, sum) = (u32_at(4), u64_at(8), u32_at(16), u64_at(20), u64_at(28));
-    let body = &data[HEADER..];
-    if len != body.len() as u64 {
-        return Err(format!(
-            "version {writer}/{seq}: header says {len} body bytes, read {}",
-            body.len()
-        ));
-    }
-    if fnv1a(&[&data[..28], body]) != sum {
-        return Err(format!("version {writer}/{seq}: checksum mismatch"));
-    }
-    if k as usize != key {
+fn check_key_version(data: &[u8], key: usize) -> Result<VersionId, String> {
+    let id = check_version(data)?;
+    let (writer, k, seq) = (
+        (id >> 48) as u32,
+        (id >> 40 & 0xff) as usize,
+        id & 0xff_ffff_ffff,
+    );
+    if k != key {
         return Err(format!(
             "version {writer}/{seq} of key {k} found under key {key}"
         ));
@@ -105,23 +70,12 @@ fn check_version(data: &[u8], key: usize) -> Result<VersionId, String> {
     Ok((writer, seq))
 }
 
-/// Reads a file whole from byte 0, whatever its offset (the file of a
-/// version a commit returns shares its offset with the draft written).
-fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut buf = vec![0; 16 * 1024];
-    loop {
-        match file.read_at(&mut buf, data.len() as u64)? {
-            0 => return Ok(data),
-            n => data.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// Reads an open version whole and checks it against its key and metadata.
+/// Reads an open version whole (from byte 0: the file of a version a commit
+/// returns shares its offset with the draft written) and checks it against
+/// its key and metadata.
 fn read_checked(v: &Version, key: usize) -> Result<VersionId, String> {
-    let data = read_all(&v.file).map_err(|e| format!("read: {e}"))?;
-    let id = check_version(&data, key)?;
+    let data = pread_all(&v.file).map_err(|e| format!("read: {e}"))?;
+    let id = check_key_version(&data, key)?;
     if v.meta.size != data.len() as u64 {
         return Err(format!(
             "version {id:?}: stat says {} bytes, read {}",
@@ -139,38 +93,17 @@ fn key_of(v: &Version) -> Result<usize, String> {
         .ok_or_else(|| format!("unknown name {:?}", name.escape_ascii().to_string()))
 }
 
-struct Rng(u64);
+/// A child's RNG: the run's seed, salted per child.
+fn child_rng(salt: u64) -> Rng {
+    Rng::new(env_u64(SEED) ^ salt)
+}
 
-impl Rng {
-    fn seeded(salt: u64) -> Rng {
-        let t = Time::now();
-        Rng((t.nsec as u64) ^ ((std::process::id() as u64) << 32) ^ salt | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let x = self.next().to_le_bytes();
-            chunk.copy_from_slice(&x[..chunk.len()]);
-        }
-    }
-
-    fn tags(&mut self, from: &[usize]) -> Vec<Vec<u8>> {
-        from.iter()
-            .filter(|_| self.below(2) == 0)
-            .map(|&t| TAGS[t].to_vec())
-            .collect()
-    }
+/// Each of `from` (indexes into TAGS) with probability 1/2.
+fn some_tags(rng: &mut Rng, from: &[usize]) -> Vec<Vec<u8>> {
+    from.iter()
+        .filter(|_| rng.below(2) == 0)
+        .map(|&t| TAGS[t].to_vec())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -192,8 +125,8 @@ impl From<Error> for Failure {
 }
 
 fn child_main(role: &str) -> ! {
-    let store = Store::open(Path::new(&std::env::var(STORE).unwrap())).unwrap();
-    let run = Duration::from_millis(std::env::var(RUN_MS).unwrap().parse().unwrap());
+    let store = Store::open(&env_path(STORE)).unwrap();
+    let run = Duration::from_millis(env_u64(RUN_MS));
     let deadline = Instant::now() + run;
     let (kind, id) = role.split_once(':').unwrap();
     let id: u32 = id.parse().unwrap();
@@ -220,7 +153,7 @@ fn child_main(role: &str) -> ! {
             EXIT_ERROR
         }
     };
-    let mut out = File::create(std::env::var(OUT).unwrap()).unwrap();
+    let mut out = File::create(env_path(OUT)).unwrap();
     for (k, v) in &counts {
         writeln!(out, "{k}={v}").unwrap();
     }
@@ -240,16 +173,14 @@ fn committer(
     deadline: Instant,
     counts: &mut Counts,
 ) -> Result<(), Failure> {
-    let mut rng = Rng::seeded(id as u64);
+    let mut rng = child_rng(id as u64);
     let mut seq = 0;
-    let mut body = vec![0; 64 * 1024];
     while Instant::now() < deadline {
         seq += 1;
         let key = rng.below(KEYS.len() as u64) as usize;
-        let len = rng.below(64 * 1024) as usize;
-        rng.fill(&mut body[..len]);
-        let data = make_version(id, seq, key, &body[..len]);
-        let tags = rng.tags(&[0, 1, 2]);
+        let len = HEADER + rng.below(64 * 1024) as usize;
+        let data = version_content(version_id(id, seq, key), len);
+        let tags = some_tags(&mut rng, &[0, 1, 2]);
         let ttl = if rng.below(2) == 0 { 0 } else { 3600 };
         let draft = store.new_draft()?;
         // Two writes, so that a reader of the draft would see half of it.
@@ -259,15 +190,7 @@ fn committer(
             .write_all(&data[..half])
             .and_then(|()| draft.file().write_all(&data[half..]))
             .map_err(|e| Failure::Error(format!("write: {e}")))?;
-        let commit = Commit {
-            name: KEYS[key],
-            tags: &tags,
-            expiry: Time::after_ttl(ttl),
-            ttl,
-            carried: &[],
-            replaces: None,
-            held: &[],
-        };
+        let commit = Commit::fresh(KEYS[key], &tags, Time::after_ttl(ttl), ttl);
         match store.commit(draft, &commit) {
             Ok(v) => {
                 // What was committed is what was written.
@@ -288,7 +211,7 @@ fn committer(
 /// version read; counts reads that went back to an older version of a
 /// writer (a re-commit racing a newer commit), without failing on them.
 fn reader(store: &Store, id: u32, deadline: Instant, counts: &mut Counts) -> Result<(), Failure> {
-    let mut rng = Rng::seeded(0x5eed ^ id as u64);
+    let mut rng = child_rng(0x5eed ^ id as u64);
     let mut newest: HashSet<(usize, u32, u64)> = HashSet::new();
     let mut newest_seq: BTreeMap<(usize, u32), u64> = BTreeMap::new();
     let mut i = 0u64;
@@ -334,17 +257,17 @@ fn reader(store: &Store, id: u32, deadline: Instant, counts: &mut Counts) -> Res
 /// with `t0`), half by hand, keeping `t0` exactly when the version replaced
 /// carries it. So `t0` is only ever added by a fresh commit.
 fn retagger(store: &Store, id: u32, deadline: Instant, counts: &mut Counts) -> Result<(), Failure> {
-    let mut rng = Rng::seeded(0x7a6 ^ id as u64);
+    let mut rng = child_rng(0x7a6 ^ id as u64);
     while Instant::now() < deadline {
         let key = rng.below(KEYS.len() as u64) as usize;
         let result = if rng.below(2) == 0 {
-            store.retag(KEYS[key], &rng.tags(&[1, 2]))
+            store.retag(KEYS[key], &some_tags(&mut rng, &[1, 2]))
         } else {
             let Some(old) = store.open_live(KEYS[key])? else {
                 bump(counts, "misses");
                 continue;
             };
-            let mut tags = rng.tags(&[1, 2]);
+            let mut tags = some_tags(&mut rng, &[1, 2]);
             if old.meta.tags().iter().any(|t| t == TAGS[0]) {
                 tags.push(TAGS[0].to_vec());
             }
@@ -384,7 +307,7 @@ fn invalidator(
     deadline: Instant,
     counts: &mut Counts,
 ) -> Result<(), Failure> {
-    let mut rng = Rng::seeded(0x1a7 ^ id as u64);
+    let mut rng = child_rng(0x1a7 ^ id as u64);
     let mut dead: HashSet<VersionId> = HashSet::new();
     let carries_t0 = |v: &Version| v.meta.tags().iter().any(|t| t == TAGS[0]);
     while Instant::now() < deadline {
@@ -451,43 +374,6 @@ fn invalidator(
 // ---------------------------------------------------------------------------
 // The parent.
 
-fn spawn(dir: &Path, store: &Path, role: &str) -> (String, Child, PathBuf, PathBuf) {
-    let file = role.replace(':', "-");
-    let out = dir.join(format!("{file}.out"));
-    let err = dir.join(format!("{file}.err"));
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "concurrent_processes_only_ever_read_whole_committed_versions",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .env(STORE, store)
-        .env(OUT, &out)
-        .env(RUN_MS, RUN.as_millis().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    (role.to_string(), child, out, err)
-}
-
-fn wait(child: &mut Child, until: Instant) -> Option<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn read_counts(path: &Path) -> Counts {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -497,18 +383,12 @@ fn read_counts(path: &Path) -> Counts {
         .collect()
 }
 
-fn tmp_contents(store: &Path) -> Vec<std::ffi::OsString> {
-    std::fs::read_dir(store.join("tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect()
-}
-
 #[test]
 fn concurrent_processes_only_ever_read_whole_committed_versions() {
-    if let Ok(role) = std::env::var(ROLE) {
+    if let Some(role) = role() {
         child_main(&role);
     }
+    let seed = seed(TEST);
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store");
@@ -521,22 +401,29 @@ fn concurrent_processes_only_ever_read_whole_committed_versions() {
     }
     roles.push("retagger:0".into());
     roles.push("invalidator:0".into());
-    let mut children: Vec<_> = roles
+    let counts_of = |label: &str| dir.path().join(format!("{label}.counts"));
+    let mut children: Vec<Child> = roles
         .iter()
-        .map(|r| spawn(dir.path(), &store_path, r))
+        .map(|role| {
+            let label = role.replace(':', "-");
+            let env = [
+                (STORE, store_path.display().to_string()),
+                (OUT, counts_of(&label).display().to_string()),
+                (RUN_MS, RUN.as_millis().to_string()),
+                (SEED, seed.to_string()),
+            ];
+            spawn_role(TEST, role, &label, dir.path(), &env)
+        })
         .collect();
 
-    let until = Instant::now() + TIMEOUT;
     let mut all: BTreeMap<String, Counts> = BTreeMap::new();
-    for (role, child, out, err) in &mut children {
-        let status = wait(child, until);
-        let stderr = std::fs::read_to_string(&*err).unwrap_or_default();
+    for (label, status, output) in wait_all(&mut children, Instant::now() + TIMEOUT) {
         match status {
-            Some(s) if s.success() => {}
-            Some(s) => panic!("{role} failed ({s}):\n{stderr}"),
-            None => panic!("{role} did not finish in {TIMEOUT:?}:\n{stderr}"),
+            Some(0) => {}
+            Some(code) => panic!("{label} failed (exit code {code}):\n{output}"),
+            None => panic!("{label} did not finish in {TIMEOUT:?}:\n{output}"),
         }
-        all.insert(role.clone(), read_counts(out));
+        all.insert(label.clone(), read_counts(&counts_of(&label)));
     }
     let total = |what: &str, kind: &str| -> u64 {
         all.iter()
@@ -579,7 +466,7 @@ fn concurrent_processes_only_ever_read_whole_committed_versions() {
 
     // Every writer has exited: no draft, lock, removed tag or reaped entry
     // is left in tmp/.
-    let leftovers = tmp_contents(&store_path);
+    let leftovers = tmp_files(&store_path, "");
     assert!(leftovers.is_empty(), "left in tmp/: {leftovers:?}");
 
     // Stats add up before and after a cleanup, which removes exactly the
@@ -613,7 +500,7 @@ fn concurrent_processes_only_ever_read_whole_committed_versions() {
         assert!(n > 0, "tag {tag:?} survived cleanup with nothing live");
     }
     assert_eq!(store.cleanup().unwrap(), Default::default());
-    let leftovers = tmp_contents(&store_path);
+    let leftovers = tmp_files(&store_path, "");
     assert!(leftovers.is_empty(), "left in tmp/: {leftovers:?}");
 }
 
@@ -631,18 +518,7 @@ fn retag_racing_a_tag_removal_and_a_fresh_commit_stays_invalidated() {
         draft.file().write_all(content).unwrap();
         let tags = [TAGS[0].to_vec()];
         store
-            .commit(
-                draft,
-                &Commit {
-                    name,
-                    tags: &tags,
-                    expiry: Time::NEVER,
-                    ttl: 0,
-                    carried: &[],
-                    replaces: None,
-                    held: &[],
-                },
-            )
+            .commit(draft, &Commit::fresh(name, &tags, Time::NEVER, 0))
             .unwrap()
     };
     put(b"a", b"old a");
@@ -713,18 +589,7 @@ fn commits_and_opens_racing_cleanup_neither_fail_nor_lose_work() {
     let commit = |name: &[u8], tag: &[u8]| {
         let draft = store.new_draft()?;
         draft.file().write_all(name).unwrap();
-        store.commit(
-            draft,
-            &Commit {
-                name,
-                tags: &[tag.to_vec()],
-                expiry: Time::NEVER,
-                ttl: 0,
-                carried: &[],
-                replaces: None,
-                held: &[],
-            },
-        )
+        store.commit(draft, &Commit::fresh(name, &[tag.to_vec()], Time::NEVER, 0))
     };
     commit(b"moved", b"m").unwrap();
     let (commits, opens) = std::thread::scope(|s| {
@@ -755,7 +620,7 @@ fn commits_and_opens_racing_cleanup_neither_fail_nor_lose_work() {
             let mut n = 0;
             while Instant::now() < deadline {
                 if let Some(v) = store.open_version(b"moved").unwrap() {
-                    assert_eq!(read_all(&v.file).unwrap(), b"moved");
+                    assert_eq!(pread_all(&v.file).unwrap(), b"moved");
                 }
                 n += 1;
             }

@@ -9,12 +9,14 @@
 //! live or dead, until a cleanup removes the dead links and then the empty
 //! directories (SPEC §1).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 
 use proptest::prelude::*;
-use tagcachefs::store::{CleanupReport, Commit, Error, Store, StoreStats, Time, Version};
+use support::pread_all;
+use tagcachefs::store::{CleanupReport, Commit, Error, Store, StoreStats, Time};
 
 /// Small alphabets so that operations collide. Names and tags are bytes:
 /// blanks and non-UTF-8 bytes are allowed in names, non-UTF-8 in tags.
@@ -158,18 +160,6 @@ fn name_index(name: &[u8]) -> usize {
         .unwrap_or_else(|| panic!("unknown name {:?}", name.escape_ascii().to_string()))
 }
 
-/// A version's content, read from byte 0 whatever the file's offset.
-fn read_all(v: &Version) -> Vec<u8> {
-    let mut data = Vec::new();
-    let mut buf = [0; 4096];
-    loop {
-        match v.file.read_at(&mut buf, data.len() as u64).unwrap() {
-            0 => return data,
-            n => data.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// Applies `op` to the store and to the model, checking what the store
 /// returns against what the model predicts.
 fn apply(store: &Store, model: &mut Model, op: &Op) {
@@ -185,15 +175,7 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
             let v = store
                 .commit(
                     draft,
-                    &Commit {
-                        name: NAMES[*name],
-                        tags: &tag_list(tags),
-                        expiry: Time::after_ttl(*ttl),
-                        ttl: *ttl,
-                        carried: &[],
-                        replaces: None,
-                        held: &[],
-                    },
+                    &Commit::fresh(NAMES[*name], &tag_list(tags), Time::after_ttl(*ttl), *ttl),
                 )
                 .unwrap();
             assert!(v.meta.is_live(), "a fresh commit is live: {:?}", v.meta);
@@ -206,7 +188,7 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
             match (found, expected) {
                 (None, None) => {}
                 (Some(v), Some(m)) => {
-                    assert_eq!(read_all(&v), m.content, "content of {name}");
+                    assert_eq!(pread_all(&v.file).unwrap(), m.content, "content of {name}");
                     assert_eq!(v.meta.is_live(), m.live, "liveness of {name}");
                 }
                 (found, expected) => panic!("{name}: store has {found:?}, model {expected:?}"),
@@ -219,7 +201,7 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
                     let v = result.unwrap();
                     let (content, ttl) = (old.content.clone(), old.ttl);
                     assert_eq!(tag_indexes(v.meta.tags()), *tags);
-                    assert_eq!(read_all(&v), content);
+                    assert_eq!(pread_all(&v.file).unwrap(), content);
                     model.new_version(*name, content, tags.clone(), ttl);
                 }
                 None => assert!(
@@ -291,7 +273,11 @@ fn check(store: &Store, model: &Model) {
         match (&live, model.live(name)) {
             (None, None) => {}
             (Some(v), Some(m)) => {
-                assert_eq!(read_all(v), m.content, "live content of {name}");
+                assert_eq!(
+                    pread_all(&v.file).unwrap(),
+                    m.content,
+                    "live content of {name}"
+                );
                 assert_eq!(tag_indexes(v.meta.tags()), m.tags, "tags of {name}");
                 assert_eq!(v.meta.ttl(), m.ttl, "ttl of {name}");
                 assert_eq!(v.meta.record.as_ref().unwrap().name, *raw);
@@ -326,7 +312,11 @@ fn check(store: &Store, model: &Model) {
             .for_each_tagged(raw, |v| {
                 let name = name_index(&v.meta.record.as_ref().unwrap().name);
                 let m = model.live(name).expect("a tagged version is a live one");
-                assert_eq!(read_all(&v), m.content, "tagged content of {name}");
+                assert_eq!(
+                    pread_all(&v.file).unwrap(),
+                    m.content,
+                    "tagged content of {name}"
+                );
                 assert!(tagged.insert(name), "{name} listed twice under {tag}");
             })
             .unwrap();

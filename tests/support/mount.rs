@@ -1,12 +1,12 @@
 //! Mounting tagcachefs for a test: the real binary, a real mount in a temp
 //! dir, unmounted when the guard drops (also when the test panics). A mount
-//! that cannot be made fails the test; nothing is skipped.
-#![allow(dead_code)]
+//! that cannot be made fails the test; nothing is skipped. The same guard
+//! unmounts what mount(8) made, and a small tmpfs.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::sys::{Errno, cpath};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tagcachefs");
 
@@ -14,9 +14,9 @@ pub struct Mount {
     pub dir: tempfile::TempDir,
     pub store: PathBuf,
     pub mnt: PathBuf,
-    /// The fast read-only view, when mounted with `fast_view()`.
+    /// The fast read-only view, when mounted with `with_fast_view()`.
     pub fast: PathBuf,
-    mounted: Vec<PathBuf>,
+    mounted: Vec<Unmount>,
 }
 
 impl Mount {
@@ -80,9 +80,9 @@ impl Mount {
             "mounting failed (a FUSE test that cannot mount fails): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.mounted.push(self.mnt.clone());
+        self.mounted.push(Unmount(self.mnt.clone()));
         if args.iter().any(|a| a == "--read-mount") {
-            self.mounted.push(self.fast.clone());
+            self.mounted.push(Unmount(self.fast.clone()));
         }
     }
 
@@ -93,9 +93,10 @@ impl Mount {
         self.mount(&args);
     }
 
+    /// Unmounts the fast view, then the mount.
     pub fn unmount(&mut self) {
-        for path in self.mounted.drain(..).rev() {
-            unmount(&path);
+        while let Some(mounted) = self.mounted.pop() {
+            drop(mounted);
         }
     }
 
@@ -130,111 +131,66 @@ impl Drop for Mount {
     }
 }
 
+/// A mount point, unmounted when this guard drops.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        unmount(&self.0);
+    }
+}
+
 /// Unmounts `path`; lazily if it is busy, so a failed test never leaves a
 /// mount behind.
 pub fn unmount(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let c = cpath(path);
     for _ in 0..50 {
         // SAFETY: a valid C string.
-        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-            return;
+        match Errno::result(unsafe { libc::umount2(c.as_ptr(), 0) }) {
+            Ok(_) => return,
+            Err(Errno::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(_) => break,
         }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // SAFETY: a valid C string.
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
-/// Writes `content` to `path` with tags and a TTL set on the writing
-/// descriptor before close, as clients do.
-pub fn put(path: &Path, content: &[u8], tags: &str, ttl: u64) {
-    use std::io::Write;
-    let mut f =
-        std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    set_xattr_fd(&f, "user.tags", tags.as_bytes()).unwrap();
-    set_xattr_fd(&f, "user.expire", ttl.to_string().as_bytes()).unwrap();
-    f.write_all(content).unwrap();
-    drop(f);
+/// Lets another user through a temp dir that `tempfile` made 0700.
+pub fn open_up(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-pub fn set_xattr_fd(f: &std::fs::File, name: &str, value: &[u8]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let name = CString::new(name).unwrap();
-    // SAFETY: valid descriptor, C string and buffer.
-    let r = unsafe {
-        libc::fsetxattr(
-            f.as_raw_fd(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
+/// A small tmpfs (a store that can run out of space or inodes) on a fresh
+/// temp dir, unmounted on drop.
+pub struct Tmpfs {
+    // Fields drop in order: the mount first, then the directory under it.
+    mounted: Unmount,
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `options` as `mount -o` takes them: "size=8m,nr_inodes=64".
+    pub fn new(options: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs ({options}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            mounted: Unmount(dir.path().to_path_buf()),
+            dir,
+        }
     }
-}
 
-pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let name = CString::new(name).unwrap();
-    // SAFETY: valid C strings and buffer.
-    let r = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
-}
-
-pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let name = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid C strings and buffer.
-    let n = unsafe {
-        libc::getxattr(
-            p.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
-
-pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-    std::fs::read(path)
-}
-
-pub fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
-    r.expect_err("expected an error")
-        .raw_os_error()
-        .expect("an OS error")
-}
-
-pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
