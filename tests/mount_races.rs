@@ -118,3 +118,150 @@ fn past_max_nodes_the_kernel_is_made_to_forget_names() {
         );
     }
 }
+
+#[test]
+fn a_retag_on_the_writing_descriptor_makes_the_old_tag_paths_forget_it() {
+    let m = Mount::with_fast_view(&["--cache-timeout", "60"]);
+    put(&m.keys("x"), b"v1", "a", 0);
+    let (full, fast) = (m.tag("a").join("x"), m.fast.join("tags/a/x"));
+    assert_eq!(read(&full).unwrap(), b"v1");
+    assert_eq!(read(&fast).unwrap(), b"v1");
+    // Written again with user.tags=b set on the writing descriptor.
+    put(&m.keys("x"), b"v2", "b", 0);
+    assert_eq!(errno(read(&full)), Errno::ENOENT, "full mount");
+    assert_eq!(errno(read(&fast)), Errno::ENOENT, "fast view");
+    assert_eq!(read(&m.tag("b").join("x")).unwrap(), b"v2");
+    assert_eq!(read(&m.fast.join("tags/b/x")).unwrap(), b"v2");
+}
+
+#[test]
+fn a_commit_makes_the_tag_paths_of_a_concurrently_committed_version_forget_it() {
+    let m = Mount::with_fast_view(&["--cache-timeout", "60"]);
+    put(&m.keys("x"), b"v1", "a", 0);
+    // A writer continues x (tags a) and retags its version to b ...
+    let w = open(&m.keys("x"), libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    set_xattr_fd(&w, "user.tags", b"b").unwrap();
+    write_fd(&w, b"w").unwrap();
+    // ... while another commit puts a version tagged c in between.
+    put(&m.keys("x"), b"v2", "c", 0);
+    let (full, fast) = (m.tag("c").join("x"), m.fast.join("tags/c/x"));
+    assert_eq!(read(&full).unwrap(), b"v2");
+    assert_eq!(read(&fast).unwrap(), b"v2");
+    close(w).unwrap();
+    assert_eq!(errno(read(&full)), Errno::ENOENT, "full mount");
+    assert_eq!(errno(read(&fast)), Errno::ENOENT, "fast view");
+    assert_eq!(read(&m.keys("x")).unwrap(), b"w");
+}
+
+#[test]
+fn mv_n_never_replaces_an_entry_committed_while_it_runs() {
+    // The rename pauses after checking its target: a commit lands there.
+    let m = Mount::with_failpoints("rename.checked=1000", &[]);
+    put(&m.keys("a"), b"A", "t", 0);
+    let b = open(&m.keys("b"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
+    write_fd(&b, b"B").unwrap();
+    let (from, to) = (m.keys("a"), m.keys("b"));
+    let mover = std::thread::spawn(move || rename_noreplace(&from, &to));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    close(b).unwrap();
+    assert_eq!(mover.join().unwrap(), Err(Errno::EEXIST));
+    assert_eq!(read(&m.keys("b")).unwrap(), b"B", "the commit stays");
+    assert_eq!(read(&m.keys("a")).unwrap(), b"A", "the entry did not move");
+    assert_eq!(
+        names(&m.tag("t")),
+        ["a"],
+        "its record still names it after the failed rename"
+    );
+}
+
+#[test]
+fn shedding_goes_on_after_a_failed_thread_spawn() {
+    let m = Mount::with_failpoints(
+        "spawn.shed",
+        &["--max-nodes", "100", "--cache-timeout", "60"],
+    );
+    for i in 0..400 {
+        std::fs::write(m.keys(&format!("k{i}")), format!("v{i}")).unwrap();
+    }
+    for i in 0..400 {
+        std::fs::metadata(m.keys(&format!("k{i}"))).unwrap();
+    }
+    let nodes = || m.stats()["kernel_nodes"].as_u64().unwrap();
+    let forgot = eventually(10.0, || nodes() <= 120);
+    assert!(
+        forgot.is_ok(),
+        "nodes held: {} (budget 100 entries)",
+        nodes()
+    );
+    assert!(m.log().contains("failpoint spawn.shed"), "{}", m.log());
+}
+
+#[test]
+fn a_commit_in_progress_does_not_hold_up_calls_on_other_entries() {
+    // Every commit takes a second and a half, holding its descriptor.
+    let m = Mount::with_failpoints("writer.commit=1500", &[]);
+    put(&m.keys("other"), b"o", "t", 0);
+    let slow = m.keys("slow");
+    let writer = std::thread::spawn(move || {
+        let f = open(&slow, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
+        write_fd(&f, b"s").unwrap();
+        close(f).unwrap();
+    });
+    // Once the slow commit is in its pause (the second pause logged: the
+    // first was other's).
+    let paused = || m.log().matches("failpoint writer.commit").count() >= 2;
+    eventually(5.0, paused).expect("the slow commit pausing");
+    assert_eq!(get_xattr(&m.keys("other"), "user.tags").unwrap(), b"t");
+    assert_eq!(
+        errno(read(&m.keys("slow"))),
+        Errno::ENOENT,
+        "getxattr of another entry waited until the commit was published"
+    );
+    writer.join().unwrap();
+    assert_eq!(read(&m.keys("slow")).unwrap(), b"s");
+}
+
+#[test]
+fn a_node_never_serves_a_version_that_reused_its_inode_number() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    use tagcachefs::store::{Commit, Store, Time};
+
+    let m = Mount::with_fast_view(&["--cache-timeout", "1"]);
+    put(&m.keys("x"), b"version one", "", 0);
+    // Open on the fast view: the kernel holds a node of version one, the
+    // daemon holds no file of it, and nothing has been read yet.
+    let old = open(&m.fast_keys("x"), libc::O_RDONLY).unwrap();
+    let key = key_file(&m.store, b"x");
+    let ino = std::fs::metadata(&key).unwrap().ino();
+    // Replaced from outside the daemon, again and again, until a new
+    // version of x gets version one's inode number back.
+    let store = Store::open(&m.store).unwrap();
+    let mut reused = None;
+    for i in 0..200 {
+        let draft = store.new_draft().unwrap();
+        draft
+            .file()
+            .write_all(format!("version {i} of many").as_bytes())
+            .unwrap();
+        store
+            .commit(draft, &Commit::fresh(b"x", &[], Time::NEVER, 0))
+            .unwrap();
+        if std::fs::metadata(&key).unwrap().ino() == ino {
+            reused = Some(i);
+            break;
+        }
+    }
+    let i = reused.expect("the store's file system gave the inode number back");
+    let now = format!("version {i} of many").into_bytes();
+    match pread_all(&old) {
+        Ok(bytes) => assert_eq!(
+            bytes, b"version one",
+            "the old descriptor read another version"
+        ),
+        Err(e) => assert_eq!(e, Errno::ESTALE, "the old version is gone"),
+    }
+    eventually(3.0, || read(&m.fast_keys("x")).is_ok_and(|b| b == now))
+        .expect("a new open reads the current version");
+    assert_eq!(read(&m.keys("x")).unwrap(), now);
+}

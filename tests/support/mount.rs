@@ -17,6 +17,8 @@ pub struct Mount {
     /// The fast read-only view, when mounted with `with_fast_view()`.
     pub fast: PathBuf,
     mounted: Vec<Unmount>,
+    /// Set in the daemon's environment (`TAGCACHEFS_FAILPOINTS`, …).
+    env: Vec<(String, String)>,
 }
 
 impl Mount {
@@ -34,8 +36,26 @@ impl Mount {
         Mount::new(&all)
     }
 
+    /// A fresh store mounted with `args`, its daemon injecting the faults
+    /// `failpoints` names (src/failpoint.rs).
+    pub fn with_failpoints(failpoints: &str, args: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = dir.path().join("store");
+        let env = vec![("TAGCACHEFS_FAILPOINTS".to_string(), failpoints.to_string())];
+        Mount::on_store_with(dir, store, args, env)
+    }
+
     /// Mounts `store` (which may already hold entries) inside `dir`.
     pub fn on_store(dir: tempfile::TempDir, store: PathBuf, args: &[&str]) -> Mount {
+        Mount::on_store_with(dir, store, args, Vec::new())
+    }
+
+    fn on_store_with(
+        dir: tempfile::TempDir,
+        store: PathBuf,
+        args: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Mount {
         let mnt = dir.path().join("mnt");
         let fast = dir.path().join("fast");
         std::fs::create_dir_all(&mnt).unwrap();
@@ -56,6 +76,7 @@ impl Mount {
             mnt,
             fast,
             mounted: Vec::new(),
+            env,
         };
         m.mount(&args);
         m
@@ -73,6 +94,7 @@ impl Mount {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("running tagcachefs");
         assert!(

@@ -323,6 +323,22 @@ pub fn rename_exchange(a: &Path, b: &Path) -> Result<(), Errno> {
     Errno::result(r).map(drop)
 }
 
+/// `renameat2(a, b, RENAME_NOREPLACE)`: `mv -n`.
+pub fn rename_noreplace(a: &Path, b: &Path) -> Result<(), Errno> {
+    let (a, b) = (cpath(a), cpath(b));
+    // SAFETY: valid C strings.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// Maps the first page of `f` with `prot` and `flags`; the file's bytes
 /// in it, copied out before it is unmapped.
 pub fn mmap(f: &File, prot: i32, flags: i32) -> Result<Vec<u8>, Errno> {
