@@ -108,21 +108,90 @@ pub struct Record {
     pub len: Option<u64>,
 }
 
+/// The first byte of a record in the compact form (a record in the text
+/// form of earlier versions starts with a letter).
+const RECORD_V1: u8 = 1;
+
 impl Record {
+    /// The compact form: small enough (about 25 bytes for a short name and
+    /// a tag) to stay inside an ext4 inode rather than cost a block of its
+    /// own. `1, ver (8 bytes LE), len + 1, ttl, name, tags` (numbers and
+    /// lengths as LEB128).
     fn encode(&self) -> Vec<u8> {
-        let tags: Vec<String> = self.tags.iter().map(hex::encode).collect();
-        let len = self.len.map(|l| format!("len={l}\n")).unwrap_or_default();
-        format!(
-            "ver={:016x}\n{len}ttl={}\nname={}\ntags={}\n",
-            self.ver,
-            self.ttl,
-            hex::encode(&self.name),
-            tags.join(",")
-        )
-        .into_bytes()
+        fn num(out: &mut Vec<u8>, mut n: u64) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        let mut out = Vec::with_capacity(16 + self.name.len() + 4 * self.tags.len());
+        out.push(RECORD_V1);
+        out.extend_from_slice(&self.ver.to_le_bytes());
+        num(&mut out, self.len.map_or(0, |l| l + 1));
+        num(&mut out, self.ttl);
+        num(&mut out, self.name.len() as u64);
+        out.extend_from_slice(&self.name);
+        num(&mut out, self.tags.len() as u64);
+        for tag in &self.tags {
+            num(&mut out, tag.len() as u64);
+            out.extend_from_slice(tag);
+        }
+        out
     }
 
     fn decode(value: &[u8]) -> Option<Record> {
+        match value.first() {
+            Some(&RECORD_V1) => Record::decode_v1(&value[1..]),
+            _ => Record::decode_text(value),
+        }
+    }
+
+    fn decode_v1(mut rest: &[u8]) -> Option<Record> {
+        fn num(rest: &mut &[u8]) -> Option<u64> {
+            let mut n = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&byte, tail) = rest.split_first()?;
+                *rest = tail;
+                n |= ((byte & 0x7f) as u64) << shift;
+                if byte & 0x80 == 0 {
+                    return Some(n);
+                }
+            }
+            None
+        }
+        fn bytes(rest: &mut &[u8]) -> Option<Vec<u8>> {
+            let len = num(rest)? as usize;
+            (rest.len() >= len).then(|| {
+                let (b, tail) = rest.split_at(len);
+                *rest = tail;
+                b.to_vec()
+            })
+        }
+        let ver = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+        rest = &rest[8..];
+        let len = num(&mut rest)?.checked_sub(1);
+        let ttl = num(&mut rest)?;
+        let name = bytes(&mut rest)?;
+        let count = num(&mut rest)?;
+        let tags = (0..count)
+            .map(|_| bytes(&mut rest))
+            .collect::<Option<Vec<_>>>()?;
+        rest.is_empty().then_some(Record {
+            name,
+            tags,
+            ttl,
+            ver,
+            len,
+        })
+    }
+
+    /// The text form earlier versions wrote (`ttl=…\nname=<hex>\n…`).
+    fn decode_text(value: &[u8]) -> Option<Record> {
         let text = std::str::from_utf8(value).ok()?;
         let (mut ttl, mut name, mut tags, mut ver, mut len) = (None, None, None, 0, None);
         for line in text.lines() {

@@ -408,9 +408,11 @@ pub fn read_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
 /// The names in directory `dir` (without `.` and `..`) with their inode
 /// numbers, read from `dir`'s own position (a directory the caller just
 /// opened). A directory that cannot be read to its end is an error.
-pub fn list_fresh_dir(dir: BorrowedFd) -> io::Result<Vec<(Vec<u8>, u64)>> {
+pub fn list_fresh_dir(dir: BorrowedFd, buf: &mut Vec<u8>) -> io::Result<Vec<(Vec<u8>, u64)>> {
     let mut names = Vec::new();
-    let mut buf = vec![0u8; 32 * 1024];
+    if buf.len() < 8192 {
+        buf.resize(8192, 0);
+    }
     loop {
         // SAFETY: buf is valid for its length.
         let n = unsafe {

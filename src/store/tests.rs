@@ -278,3 +278,27 @@ fn keeping_tags_links_into_the_held_directory_not_a_recreated_one() {
     // A version that lost its tag has no directories to hold.
     assert!(store.hold_tag_dirs(&old).unwrap().is_none());
 }
+
+#[test]
+fn records_round_trip_and_stay_small() {
+    let r = super::Record {
+        name: b"blog-home".to_vec(),
+        tags: vec![b"bio".to_vec(), b"blog-new".to_vec()],
+        ttl: 604_800,
+        ver: 0x0123_4567_89ab_cdef,
+        len: Some(4096),
+    };
+    let bytes = r.encode();
+    assert!(bytes.len() <= 40, "{} bytes", bytes.len());
+    assert_eq!(super::Record::decode(&bytes), Some(r.clone()));
+    let none = super::Record { len: None, ..r };
+    assert_eq!(super::Record::decode(&none.encode()), Some(none));
+    // The text form of earlier versions still reads.
+    let old = b"ttl=0\nname=626c6f67\ntags=62696f\n";
+    let got = super::Record::decode(old).unwrap();
+    assert_eq!(
+        (got.name, got.tags, got.ver),
+        (b"blog".to_vec(), vec![b"bio".to_vec()], 0)
+    );
+    assert_eq!(super::Record::decode(b"\x01short"), None);
+}

@@ -39,6 +39,8 @@ pub struct Cursor {
     mid: Option<(u8, Vec<u8>)>,
     /// The sorted names of one bucket and its directory.
     bucket: Option<Bucket>,
+    /// Where directories are read into.
+    buf: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -101,7 +103,7 @@ impl Cursor {
             };
             // A directory removed once empty (cleanup's `SS` directories)
             // reads as ENOENT: it holds nothing any more.
-            let listed = match sys::list_fresh_dir(dir.as_fd()) {
+            let listed = match sys::list_fresh_dir(dir.as_fd(), &mut self.buf) {
                 Err(e) if is_absent(&e) => return Ok(None),
                 other => other.at(&shown)?,
             };
@@ -169,10 +171,9 @@ impl Store {
                 .filter_map(|n| hex_byte(n))
                 .collect();
             top.sort_unstable();
-            *cursor = Cursor {
-                top: Some(top),
-                ..Cursor::default()
-            };
+            cursor.top = Some(top);
+            cursor.mid = None;
+            cursor.bucket = None;
         }
         let top = cursor.top.clone().unwrap_or_default();
         let start_aa = resume.map_or(0, |(b, _)| (b >> 8) as u8);
