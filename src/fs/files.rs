@@ -152,14 +152,20 @@ impl Mount<'_> {
         Ok(Opened::direct(self.new_handle(Handle::Writer(Box::new(w)))))
     }
 
-    /// `create`: a new name in `keys/`, invisible to others until its
-    /// commit. `O_EXCL` takes the entry's single-flight lock.
+    /// `create`: a new name in `keys/` (or below `put/`), invisible to
+    /// others until its commit. `O_EXCL` takes the entry's single-flight
+    /// lock.
     pub fn create(&self, pid: u32, parent: u64, name: &[u8], flags: i32) -> FsResult<(Attr, u64)> {
-        match self.kind(parent)? {
-            Kind::Keys => {}
+        let params = match self.kind(parent)? {
+            Kind::Keys => None,
+            Kind::Put(p) => Some(p),
             Kind::Stale => return Err(FsError::ReadOnly),
-            _ => return Err(FsError::NotPermitted("files are created in keys/ only")),
-        }
+            _ => {
+                return Err(FsError::NotPermitted(
+                    "files are created in keys/ and put/ only",
+                ));
+            }
+        };
         self.writable()?;
         layout::check_name(name)?;
         let store = self.store();
@@ -171,7 +177,19 @@ impl Mount<'_> {
         } else {
             None
         };
-        let draft = store.new_draft()?;
+        // Below put/, exactly a write open of keys/NAME: it continues the
+        // entry's live version (tags, TTL, and content unless truncated).
+        let current = match &params {
+            Some(_) => match store.open_live(name)? {
+                Some(v) => store.hold_tag_dirs(&v)?.map(|held| (v, held)),
+                None => None,
+            },
+            None => None,
+        };
+        let draft = match &current {
+            Some((v, _)) if flags & libc::O_TRUNC == 0 => store.draft_from(&v.file)?,
+            _ => store.new_draft()?,
+        };
         // The node is the version this draft becomes.
         let mut meta = store.refresh(draft.file())?;
         meta.ver = draft.ver();
@@ -182,7 +200,15 @@ impl Mount<'_> {
             .entry_attr(id, &nodes.entry_of(id).expect("just made"));
         drop(nodes);
         let append = flags & libc::O_APPEND != 0;
-        let w = Writer::created(id, name, pid, append, draft, lock);
+        let w = match params {
+            None => Writer::created(id, name, pid, append, draft, lock),
+            Some(p) => {
+                let mut w =
+                    Writer::created_over(id, name, pid, append, draft, meta.size, lock, current);
+                w.preset(p.tags.clone(), p.expire);
+                w
+            }
+        };
         let fh = self.new_handle(Handle::Writer(Box::new(w)));
         Ok((attr, fh))
     }

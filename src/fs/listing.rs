@@ -20,7 +20,7 @@ use super::attr::{Attr, FileKind};
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
 use super::lookup::Lookup;
-use super::nodes::{KEYS, Kind, STALE, STATS, TAGS};
+use super::nodes::{KEYS, Kind, PUT, STALE, STATS, TAGS};
 use crate::store::walk::{Cursor, Walked};
 use crate::store::{Meta, layout};
 
@@ -52,11 +52,12 @@ pub struct Listing {
 }
 
 /// The fixed names of the root, in order; their offsets are 1, 2, …
-const ROOT_NAMES: [(&[u8], u64); 4] = [
+const ROOT_NAMES: [(&[u8], u64); 5] = [
     (b"keys", KEYS),
     (b"tags", TAGS),
     (b"stale", STALE),
     (b".stats", STATS),
+    (b"put", PUT),
 ];
 
 impl Mount<'_> {
@@ -207,6 +208,8 @@ impl Mount<'_> {
                     Ok(give(&name, w.cookie, found, plus))
                 })?;
             }
+            // Write-only: put/ and its parameter directories list empty.
+            Kind::Put(_) => {}
             Kind::Stats | Kind::Entry(_) => return Err(FsError::Invalid("not a directory")),
         }
         Ok(())

@@ -18,7 +18,7 @@ use super::Mount;
 use super::attr::Entry;
 use super::counters::bump;
 use super::error::{FsError, FsResult};
-use super::nodes::{EntryNode, KEYS, Kind, STALE, STATS, TAGS};
+use super::nodes::{EntryNode, KEYS, Kind, PUT, STALE, STATS, TAGS};
 use crate::store::{Meta, Version};
 
 /// What a name resolved to.
@@ -123,6 +123,7 @@ impl Mount<'_> {
                     b"tags" => TAGS,
                     b"stale" if !self.is_fast() => STALE,
                     b".stats" if !self.is_fast() => STATS,
+                    b"put" if !self.is_fast() => PUT,
                     _ => return Ok(Lookup::Negative(fs.opts.cache_timeout)),
                 };
                 let (attr, ttl) = if id == STATS {
@@ -153,6 +154,17 @@ impl Mount<'_> {
                     ttl: fs.opts.cache_timeout,
                 }))
             }
+            Kind::Put(params) => match params.with(name)? {
+                Some(params) => {
+                    let id = self.state().nodes.lock().unwrap().put_dir(params);
+                    Ok(Lookup::Found(Entry {
+                        attr: fs.dir_attr(id),
+                        ttl: fs.opts.cache_timeout,
+                    }))
+                }
+                // put/ holds nothing: a name below it is created.
+                None => Ok(Lookup::Negative(fs.opts.cache_timeout)),
+            },
             // A name appears in stale/ when its entry expires, or when an
             // rmdir invalidates it without the daemon learning its name: a
             // miss here is not cached.
@@ -170,10 +182,12 @@ impl Mount<'_> {
         let fs = self.fs;
         let timeout = fs.opts.cache_timeout;
         Ok(match self.kind(id)? {
-            Kind::Root | Kind::Keys | Kind::Tags | Kind::Stale | Kind::Tag(_) => Entry {
-                attr: fs.dir_attr(id),
-                ttl: timeout,
-            },
+            Kind::Root | Kind::Keys | Kind::Tags | Kind::Stale | Kind::Tag(_) | Kind::Put(_) => {
+                Entry {
+                    attr: fs.dir_attr(id),
+                    ttl: timeout,
+                }
+            }
             Kind::Stats => Entry {
                 attr: fs.stats_attr(),
                 ttl: Duration::ZERO,

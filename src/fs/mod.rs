@@ -27,6 +27,7 @@ mod lookup;
 mod namespace;
 pub mod nodes;
 mod pool;
+mod put;
 mod writer;
 mod xattr;
 

@@ -30,6 +30,7 @@ impl Mount<'_> {
             Kind::Keys | Kind::Tag(_) => self.writable()?,
             Kind::Stale => return Err(FsError::ReadOnly),
             Kind::Root | Kind::Tags => return Err(FsError::NotPermitted("fixed layout")),
+            Kind::Put(_) => return Err(FsError::NotPermitted("put/ holds nothing")),
             _ => return Err(FsError::NotFound),
         }
         let version = self.store().open_live(name)?.ok_or(FsError::NotFound)?;

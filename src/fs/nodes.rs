@@ -31,6 +31,7 @@ pub const KEYS: u64 = 2;
 pub const TAGS: u64 = 3;
 pub const STALE: u64 = 4;
 pub const STATS: u64 = 5;
+pub const PUT: u64 = 6;
 const FIRST_TAG: u64 = 16;
 /// Entry ids are at least this (generation ≥ 1): never a fixed or tag id.
 const FIRST_ENTRY: u64 = 1 << 32;
@@ -155,6 +156,8 @@ pub enum Kind {
     Stale,
     Stats,
     Tag(Arc<[u8]>),
+    /// `put/`, or a parameter directory below it (`put/expire=60/…`).
+    Put(Arc<super::put::Params>),
     /// An entry node (a copy of it: the table keeps the original).
     Entry(Box<EntryNode>),
 }
@@ -175,6 +178,8 @@ pub struct Nodes {
     hasher: RandomState,
     tags: HashMap<u64, (Arc<[u8]>, u64)>,
     by_tag: HashMap<Arc<[u8]>, u64>,
+    puts: HashMap<u64, (Arc<super::put::Params>, u64)>,
+    by_put: HashMap<Arc<super::put::Params>, u64>,
     next_tag: u64,
     /// Tag sets by index, with how many nodes use each.
     tag_sets: Vec<(TagSet, u64)>,
@@ -194,6 +199,8 @@ impl Default for Nodes {
             hasher: RandomState::new(),
             tags: HashMap::new(),
             by_tag: HashMap::new(),
+            puts: HashMap::new(),
+            by_put: HashMap::new(),
             next_tag: FIRST_TAG,
             tag_sets: Vec::new(),
             tag_set_index: HashMap::new(),
@@ -271,7 +278,11 @@ impl Nodes {
             TAGS => Some(Kind::Tags),
             STALE => Some(Kind::Stale),
             STATS => Some(Kind::Stats),
-            id if id < FIRST_ENTRY => self.tags.get(&id).map(|(t, _)| Kind::Tag(t.clone())),
+            PUT => Some(Kind::Put(Arc::default())),
+            id if id < FIRST_ENTRY => match self.tags.get(&id) {
+                Some((t, _)) => Some(Kind::Tag(t.clone())),
+                None => self.puts.get(&id).map(|(p, _)| Kind::Put(p.clone())),
+            },
             id => {
                 let (_, slot) = self.live_slot(id)?;
                 let node = slot.node.as_ref()?;
@@ -461,6 +472,21 @@ impl Nodes {
         id
     }
 
+    /// The node of parameter directory `params` (below `put/`), counted as
+    /// one more kernel lookup.
+    pub fn put_dir(&mut self, params: super::put::Params) -> u64 {
+        if let Some(&id) = self.by_put.get(&params) {
+            self.puts.get_mut(&id).expect("by_put points at a dir").1 += 1;
+            return id;
+        }
+        let params = Arc::new(params);
+        let id = self.next_tag;
+        self.next_tag += 1;
+        self.puts.insert(id, (params.clone(), 1));
+        self.by_put.insert(params, id);
+        id
+    }
+
     pub fn tag_id(&self, tag: &[u8]) -> Option<u64> {
         self.by_tag.get(tag).copied()
     }
@@ -474,6 +500,13 @@ impl Nodes {
                     let tag = tag.clone();
                     self.tags.remove(&id);
                     self.by_tag.remove(&tag);
+                }
+            } else if let Some((params, lookups)) = self.puts.get_mut(&id) {
+                *lookups = lookups.saturating_sub(n);
+                if *lookups == 0 {
+                    let params = params.clone();
+                    self.puts.remove(&id);
+                    self.by_put.remove(&params);
                 }
             }
             return;
@@ -597,7 +630,7 @@ impl Nodes {
 
     /// How many nodes of any kind the kernel holds.
     pub fn len(&self) -> usize {
-        self.entries + self.tags.len() + 5
+        self.entries + self.tags.len() + self.puts.len() + 6
     }
 
     pub fn is_empty(&self) -> bool {

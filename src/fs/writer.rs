@@ -105,6 +105,43 @@ impl Writer {
         w
     }
 
+    /// A writer of a name created below `put/`: like `created`, but it
+    /// continues `current` (the entry's live version: its tags, TTL and
+    /// held tag directories), as a write open of `keys/NAME` does; `draft`
+    /// already holds the content it starts from (`size` bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn created_over(
+        node: u64,
+        name: &[u8],
+        pid: u32,
+        append: bool,
+        draft: Draft,
+        size: u64,
+        lock: Option<EntryLock>,
+        current: Option<(Version, Vec<TagDir>)>,
+    ) -> Writer {
+        let mut w = Writer::open(node, name, pid, append, current);
+        w.base = None;
+        w.size = size;
+        w.draft = Some(draft);
+        w.commit_at_release = lock.is_none();
+        w.lock = lock;
+        w
+    }
+
+    /// Tags and TTL given before any data (`put/` parameters): like xattrs
+    /// set on the descriptor, but not a change of their own, so a close
+    /// before the first write (bash's `>`) commits nothing early.
+    pub fn preset(&mut self, tags: Option<Vec<Vec<u8>>>, ttl: Option<u64>) {
+        if tags.is_some() {
+            self.tags = tags;
+        }
+        if ttl.is_some() {
+            self.ttl = ttl;
+            self.expiry = None;
+        }
+    }
+
     fn draft(&mut self, store: &Store) -> Result<&Draft> {
         if self.draft.is_none() {
             let draft = match &self.base {
