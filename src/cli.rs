@@ -33,6 +33,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Unmount a tagcachefs mount point; one whose daemon is dead has its
+    /// FUSE connection aborted first, so that no client stays blocked.
+    Unmount {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// Detach it even while files are open on it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print entries, bytes and tags of a store, and the daemon's counters
     /// when given a mount point.
     Stats {

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
         Some(Command::Stats { path, json }) => report::stats(&path, json),
+        Some(Command::Unmount { mountpoint, force }) => daemon::unmount(&mountpoint, force),
         None => cli.mount.config().and_then(daemon::run),
     };
     match result {

@@ -10,6 +10,9 @@ pub use guardian::guardian_main;
 
 mod guardian;
 mod os;
+mod takeover;
+
+pub use takeover::unmount;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -29,6 +32,10 @@ use crate::store::Store;
 
 pub fn run(config: MountConfig) -> Result<(), String> {
     let store = Store::open(&config.store).map_err(|e| e.to_string())?;
+    // A mount point whose daemon is dead is taken over, its clients freed.
+    for path in std::iter::once(&config.mountpoint).chain(&config.read_mount) {
+        takeover::take_over(path)?;
+    }
     let mut ready: Option<File> = None;
     if !config.foreground {
         let (read_end, write_end) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -84,7 +91,9 @@ fn wait_ready(read_end: OwnedFd) -> Result<(), String> {
 fn mount_config(config: &MountConfig, read_only: bool) -> Config {
     let mut options = vec![
         MountOption::FSName(config.store.display().to_string()),
-        MountOption::Subtype("tagcachefs".into()),
+        // As mount data too: fuser gives the subtype only to fusermount,
+        // and mountinfo shows fuse.tagcachefs only with it.
+        MountOption::CUSTOM("subtype=tagcachefs".into()),
         MountOption::NoAtime,
     ];
     if read_only {
@@ -141,14 +150,19 @@ fn serve(
         mounts.push((path.clone(), mount_config(&config, true)));
     }
     let mut sessions = Vec::new();
+    let mut conns = Vec::new();
     for (idx, (path, mount_config)) in mounts.iter().enumerate() {
         // On failure, dropping the sessions made so far unmounts them.
         let session = Session::new(kernel.filesystem(idx), path, mount_config)
             .map_err(|e| format!("mounting {}: {e}", path.display()))?;
         kernel.set_notifier(idx, session.notifier());
         sessions.push(session);
-        if let (Some(g), Some(conn)) = (guardian.as_mut(), os::connection_of(path)) {
-            let _ = writeln!(g, "conn {conn}");
+        if let Some(conn) = os::connection_of(path) {
+            takeover::record_serving(conn, &os::absolute(path));
+            conns.push(conn);
+            if let Some(g) = guardian.as_mut() {
+                let _ = writeln!(g, "conn {conn}");
+            }
         }
         log::info!("mounted {} on {}", config.store.display(), path.display());
     }
@@ -225,6 +239,9 @@ fn serve(
         std::thread::sleep(Duration::from_millis(20));
     }
     std::mem::forget(running);
+    for conn in conns {
+        takeover::forget_serving(conn);
+    }
     log::info!("unmounted {}", config.mountpoint.display());
     Ok(())
 }

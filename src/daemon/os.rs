@@ -6,12 +6,21 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
-/// The FUSE connection number of the mount at `path`, from mountinfo (a
-/// stat of our own mount would ask this daemon, which is not serving yet).
-pub(super) fn connection_of(path: &std::path::Path) -> Option<u64> {
-    let path = std::fs::canonicalize(path).ok()?;
-    let want = path.to_str()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+/// One line of /proc/self/mountinfo, for a FUSE mount.
+#[derive(Debug, Clone)]
+pub(super) struct FuseMount {
+    /// The connection number (the device's minor: /sys/fs/fuse/connections/N).
+    pub conn: u64,
+    pub mount_point: std::path::PathBuf,
+    /// `fuse.tagcachefs` for ours.
+    pub fstype: String,
+}
+
+/// The FUSE mounts of this mount namespace, in mount order. Read from
+/// mountinfo: nothing here touches a mount (a call on a mount whose daemon
+/// is dead or hung would block).
+pub(super) fn fuse_mounts() -> Vec<FuseMount> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let unescape = |s: &str| {
         s.replace("\\040", " ")
             .replace("\\011", "\t")
@@ -19,19 +28,43 @@ pub(super) fn connection_of(path: &std::path::Path) -> Option<u64> {
             .replace("\\134", "\\")
     };
     info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            if !fstype.starts_with("fuse") || fstype == "fusectl" {
+                return None;
+            }
+            let f: Vec<&str> = left.split(' ').collect();
+            let (major, minor) = f.get(2)?.split_once(':')?;
+            Some(FuseMount {
+                conn: (major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?,
+                mount_point: unescape(f.get(4)?).into(),
+                fstype: fstype.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `path` made absolute without resolving its last component (which may
+/// be a mount nobody answers for).
+pub(super) fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    let name = path.file_name();
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent.unwrap_or(std::path::Path::new("."));
+    match (std::fs::canonicalize(parent), name) {
+        (Ok(p), Some(name)) => p.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The FUSE connection number of the mount at `path`.
+pub(super) fn connection_of(path: &std::path::Path) -> Option<u64> {
+    let want = absolute(path);
+    fuse_mounts()
+        .into_iter()
         .rev()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let fstype = f
-                .iter()
-                .position(|x| *x == "-")
-                .and_then(|i| f.get(i + 1))?;
-            (fstype.starts_with("fuse") && unescape(f.get(4)?) == want).then(|| f[2].to_string())
-        })
-        .and_then(|dev| {
-            let (major, minor) = dev.split_once(':')?;
-            Some((major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?)
-        })
+        .find(|m| m.mount_point == want)
+        .map(|m| m.conn)
 }
 
 pub(super) fn abort_connection(conn: &str) {
@@ -94,6 +127,35 @@ pub(super) fn unmount(path: &std::path::Path) {
     if !status.is_ok_and(|s| s.success()) {
         log::error!("unmounting {}: {err}", path.display());
     }
+}
+
+/// Unmounts `path` once: the system call as root, `fusermount3 -u`
+/// otherwise.
+pub(super) fn unmount_once(path: &std::path::Path) -> std::io::Result<()> {
+    umount_with(path, 0, &["-u"])
+}
+
+/// Detaches `path` now (MNT_DETACH, or `fusermount3 -u -z`): open files
+/// keep their mount until closed.
+pub(super) fn detach(path: &std::path::Path) -> std::io::Result<()> {
+    umount_with(path, libc::MNT_DETACH, &["-u", "-z"])
+}
+
+fn umount_with(path: &std::path::Path, flags: i32, fusermount: &[&str]) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("paths hold no NUL");
+    // SAFETY: a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EPERM) {
+        return Err(err);
+    }
+    let status = std::process::Command::new("fusermount3")
+        .args(fusermount)
+        .arg(path)
+        .status()?;
+    if status.success() { Ok(()) } else { Err(err) }
 }
 
 /// Points stdin/stdout at /dev/null and stderr at the log file (or

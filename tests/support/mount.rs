@@ -115,6 +115,27 @@ impl Mount {
         self.mount(&args);
     }
 
+    /// Runs `tagcachefs STORE MNT args` again over a mount whose daemon was
+    /// killed (it takes the dead mount over), without unmounting first.
+    pub fn take_over(&mut self, args: &[&str]) {
+        // The old guards name the same paths: the new mount is the one to
+        // unmount now.
+        for guard in self.mounted.drain(..) {
+            std::mem::forget(guard);
+        }
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if *a == "@fast" {
+                    self.fast.display().to_string()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        self.mount(&args);
+    }
+
     /// Unmounts the fast view, then the mount.
     pub fn unmount(&mut self) {
         while let Some(mounted) = self.mounted.pop() {
