@@ -87,13 +87,18 @@ pub struct MountArgs {
     /// makes the kernel forget the least recently used. Default: 1048576.
     #[arg(long, value_name = "N")]
     pub max_nodes: Option<usize>,
+    /// Every commit and invalidation is on disk when its call returns
+    /// (fsync of the version and its directories); fsync(2) on a writing
+    /// descriptor flushes what it wrote so far.
+    #[arg(long)]
+    pub durable: bool,
     /// Write the daemon's log here (it goes nowhere in the background
     /// otherwise; RUST_LOG sets the level).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as mount(8) and fstab pass them:
     /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
-    /// read_mount=PATH, log_file=PATH, max_nodes=N, ro, and the generic rw, nosuid,
+    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, ro, and the generic rw, nosuid,
     /// nodev, noexec, noatime, … (accepted and passed on or ignored).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
@@ -113,6 +118,7 @@ pub struct MountConfig {
     pub read_mount: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub max_nodes: Option<usize>,
+    pub durable: bool,
     /// Generic kernel mount flags passed on (nosuid, nodev, noexec, …).
     pub flags: Vec<String>,
 }
@@ -158,6 +164,7 @@ impl MountArgs {
             read_mount: self.read_mount.clone(),
             log_file: self.log_file.clone(),
             max_nodes: self.max_nodes,
+            durable: self.durable,
             flags: Vec::new(),
         };
         for opt in self
@@ -178,6 +185,7 @@ impl MountArgs {
             match key {
                 "allow_other" => c.allow_other = true,
                 "ro" => c.read_only = true,
+                "durable" => c.durable = true,
                 "default_expire" => c.default_expire = number()?,
                 "cleanup_interval" => c.cleanup_interval = number()?,
                 "max_nodes" => c.max_nodes = Some(number()? as usize),

@@ -31,7 +31,9 @@ use crate::fuse::Kernel;
 use crate::store::Store;
 
 pub fn run(config: MountConfig) -> Result<(), String> {
-    let store = Store::open(&config.store).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.store)
+        .map_err(|e| e.to_string())?
+        .durable(config.durable);
     // A mount point whose daemon is dead is taken over, its clients freed.
     for path in std::iter::once(&config.mountpoint).chain(&config.read_mount) {
         takeover::take_over(path)?;
@@ -140,6 +142,9 @@ fn serve(
         max_nodes: config.max_nodes.unwrap_or(crate::fs::DEFAULT_MAX_NODES),
     };
     os::raise_open_file_limit();
+    if config.durable {
+        log::info!("durable: every commit and invalidation is synced to disk before it returns");
+    }
     log::info!("at most {} entry nodes", opts.max_nodes);
     let kernel = Kernel::new(Fs::new(store, opts, config.read_mount.is_some()));
     let mut mounts = vec![(

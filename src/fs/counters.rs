@@ -15,6 +15,8 @@ pub struct Counters {
     pub stale_reads: AtomicU64,
     pub errors: AtomicU64,
     pub bytes_written: AtomicU64,
+    /// Versions found not to be their committed length (never served).
+    pub torn: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -22,6 +24,24 @@ pub(super) fn bump(c: &AtomicU64) {
 }
 
 impl Fs {
+    /// A version of `name` that is not its committed length was found: it
+    /// is never served; counted each time, logged once.
+    pub(super) fn note_torn(&self, name: &[u8], meta: &crate::store::Meta) {
+        bump(&self.counters.torn);
+        let mut seen = self.torn_seen.lock().unwrap();
+        if seen.len() > 4096 {
+            seen.clear();
+        }
+        if seen.insert((meta.ino, meta.ver)) {
+            let len = meta.record.as_ref().and_then(|r| r.len).unwrap_or(0);
+            log::warn!(
+                "{}: {} bytes on disk, {len} committed (a power loss?): never served, cleanup reclaims it",
+                crate::store::layout::lossy(name),
+                meta.size
+            );
+        }
+    }
+
     /// Counts a request that failed for a reason other than bad input.
     pub fn count_error(&self) {
         bump(&self.counters.errors);
@@ -42,6 +62,11 @@ impl Fs {
             .iter()
             .map(|m| m.nodes.lock().unwrap().len())
             .sum();
+        let pinned: usize = self
+            .mounts
+            .iter()
+            .map(|m| m.nodes.lock().unwrap().pinned_count())
+            .sum();
         let value = serde_json::json!({
             "store": self.store.path(),
             "hits": hits,
@@ -53,7 +78,9 @@ impl Fs {
             "stale_reads": get(&c.stale_reads),
             "errors": get(&c.errors),
             "bytes_written": get(&c.bytes_written),
+            "torn": get(&c.torn),
             "kernel_nodes": nodes,
+            "pinned_versions": pinned,
         });
         format!("{value:#}\n")
     }

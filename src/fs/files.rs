@@ -293,10 +293,19 @@ impl Mount<'_> {
         }
     }
 
-    /// `fsync`: versions are not synced (a cache may lose entries at a
-    /// power loss); nothing to do.
-    pub fn fsync(&self, _fh: u64) -> FsResult<()> {
-        Ok(())
+    /// `fsync`: in durable mode, on a writing descriptor, its draft is
+    /// flushed to disk (its commit, at close, syncs the rest); on a reading
+    /// one, nothing to do (every committed version is on disk already).
+    /// In the default mode nothing is synced: a cache may lose what the
+    /// last seconds wrote at a power loss, and never serves a torn version.
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let Some(h) = self.handle(fh) else {
+            return Ok(());
+        };
+        match &*h.lock().unwrap() {
+            Handle::Writer(w) => Ok(w.sync(self.store())?),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -158,6 +158,10 @@ impl Mount<'_> {
                     let Some(meta) = store.meta_in(w.dir, w.file)? else {
                         return Ok(false);
                     };
+                    if meta.torn() {
+                        fs.note_torn(&name, &meta);
+                        return Ok(false);
+                    }
                     if meta.is_live() == stale {
                         return Ok(false);
                     }

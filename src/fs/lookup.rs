@@ -134,7 +134,11 @@ impl Mount<'_> {
                 Ok(Lookup::Found(Entry { attr, ttl }))
             }
             Kind::Keys | Kind::Tag(_) => {
-                let version = store.open_live(name)?;
+                let version = store.open_version(name)?;
+                if let Some(v) = version.as_ref().filter(|v| v.meta.torn()) {
+                    fs.note_torn(name, &v.meta);
+                }
+                let version = version.filter(|v| v.meta.is_live());
                 let version = match (parent, version) {
                     (Kind::Tag(t), Some(v)) if !v.meta.tags().iter().any(|x| **x == **t) => None,
                     (_, v) => v,
@@ -168,7 +172,10 @@ impl Mount<'_> {
             // A name appears in stale/ when its entry expires, or when an
             // rmdir invalidates it without the daemon learning its name: a
             // miss here is not cached.
-            Kind::Stale => match store.open_version(name)?.filter(|v| !v.meta.is_live()) {
+            Kind::Stale => match store
+                .open_version(name)?
+                .filter(|v| !v.meta.is_live() && !v.meta.torn())
+            {
                 Some(v) => Ok(self.node_for(&v.meta, name, true)),
                 None => Ok(Lookup::Uncached),
             },

@@ -91,6 +91,8 @@ pub struct Fs {
     pub counters: Counters,
     mounts: Vec<MountState>,
     next_fh: AtomicU64,
+    /// Torn versions already logged.
+    torn_seen: Mutex<std::collections::HashSet<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -121,6 +123,7 @@ impl Fs {
             counters: Counters::default(),
             mounts,
             next_fh: AtomicU64::new(1),
+            torn_seen: Mutex::default(),
         })
     }
 

@@ -37,6 +37,10 @@ const FIRST_TAG: u64 = 16;
 const FIRST_ENTRY: u64 = 1 << 32;
 /// Slots are allocated this many at a time (no doubling of a huge table).
 const CHUNK: usize = 4096;
+/// The most replaced versions held open for a mount's nodes. The kernel
+/// may keep a node long after its name was invalidated (an expired
+/// dentry nobody looks up again), so a pin cannot wait for FORGET alone.
+pub const MAX_PINNED: usize = 128;
 
 /// A set of tags, shared by every node that carries the same set.
 pub type TagSet = Arc<[Vec<u8>]>;
@@ -185,6 +189,8 @@ pub struct Nodes {
     tag_sets: Vec<(TagSet, u64)>,
     tag_set_index: HashMap<TagSet, u32>,
     pinned: HashMap<u32, File>,
+    /// Pinned slots, oldest first.
+    pin_order: std::collections::VecDeque<u32>,
     entries: usize,
     /// The recency clock: seconds since the table was made.
     started: std::time::Instant,
@@ -205,6 +211,7 @@ impl Default for Nodes {
             tag_sets: Vec::new(),
             tag_set_index: HashMap::new(),
             pinned: HashMap::new(),
+            pin_order: std::collections::VecDeque::new(),
             entries: 0,
             started: std::time::Instant::now(),
         }
@@ -544,10 +551,23 @@ impl Nodes {
     }
 
     /// Keeps `file` (the version of node `id`, replaced) open until the
-    /// kernel forgets the node.
+    /// kernel forgets the node, or `MAX_PINNED` newer pins push it out.
     pub fn pin(&mut self, id: u64, file: File) {
-        if let Some((idx, _)) = self.live_slot(id) {
-            self.pinned.insert(idx, file);
+        let Some((idx, _)) = self.live_slot(id) else {
+            return;
+        };
+        if self.pinned.insert(idx, file).is_none() {
+            self.pin_order.push_back(idx);
+        }
+        while self.pinned.len() > MAX_PINNED {
+            let Some(oldest) = self.pin_order.pop_front() else {
+                break;
+            };
+            self.pinned.remove(&oldest);
+        }
+        if self.pin_order.len() > 2 * MAX_PINNED {
+            let pinned = &self.pinned;
+            self.pin_order.retain(|i| pinned.contains_key(i));
         }
     }
 
@@ -599,6 +619,11 @@ impl Nodes {
                 n.update(meta);
             }
         }
+    }
+
+    /// How many replaced versions are held open for the kernel's nodes.
+    pub fn pinned_count(&self) -> usize {
+        self.pinned.len()
     }
 
     /// How many entry nodes the kernel holds.

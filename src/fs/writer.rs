@@ -210,6 +210,15 @@ impl Writer {
         Ok(())
     }
 
+    /// `fsync` of the writing descriptor: in durable mode, what was written
+    /// so far is on disk (still in the private draft: the close commits).
+    pub fn sync(&self, store: &Store) -> Result<()> {
+        match &self.draft {
+            Some(d) => store.sync_file(d.file()),
+            None => Ok(()),
+        }
+    }
+
     pub fn set_tags(&mut self, tags: Vec<Vec<u8>>) {
         self.tags = Some(tags);
         self.dirty = true;

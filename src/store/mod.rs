@@ -290,6 +290,12 @@ impl Meta {
         }
     }
 
+    /// A version whose size is not its committed length: a power loss cut
+    /// it short (or a program wrote into the store behind our back).
+    pub fn torn(&self) -> bool {
+        !self.whole()
+    }
+
     /// The size is the committed length (true where none was recorded).
     pub fn whole(&self) -> bool {
         self.record
@@ -424,6 +430,8 @@ pub struct Store {
     data: OwnedFd,
     tmp: Arc<OwnedFd>,
     counter: AtomicU64,
+    /// Every commit and invalidation is on disk when it returns.
+    durable: bool,
 }
 
 impl Store {
@@ -440,6 +448,7 @@ impl Store {
             data,
             tmp: Arc::new(tmp),
             counter: AtomicU64::new(0),
+            durable: false,
         };
         let probe = store.new_draft()?;
         match sys::fsetxattr(probe.file.as_fd(), RECORD, b"probe") {
@@ -447,6 +456,27 @@ impl Store {
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Err(Error::NoXattrs(shown())),
             Err(e) => Err(e).at(|| store.show_tmp(&probe.name)),
         }
+    }
+
+    /// The store in durable mode: a commit returns once its version, its
+    /// name and its tag links are on disk (fsync of the draft, then of the
+    /// directories it was linked and renamed into); an invalidation once
+    /// it is. Off by default: a cache may lose what the last seconds wrote.
+    pub fn durable(mut self, on: bool) -> Store {
+        self.durable = on;
+        self
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// In durable mode, flushes `file` (a draft, a version) to disk.
+    pub fn sync_file(&self, file: &File) -> Result<()> {
+        if self.durable {
+            sys::fsync(file.as_fd()).at(|| "syncing a version".to_string())?;
+        }
+        Ok(())
     }
 
     /// Opens a store that must exist already (the command-line tools never
@@ -619,6 +649,9 @@ impl Store {
             len: Some(st.st_size as u64),
         };
         sys::fsetxattr(draft.file.as_fd(), RECORD, &record.encode()).at(shown_draft)?;
+        if self.durable {
+            sys::fsync(draft.file.as_fd()).at(shown_draft)?;
+        }
         let nlink = c.tags.len() as u64 + 1;
         let (ss, link) = layout::tag_link(nlink, ino);
         let carried = c.carried;
@@ -667,6 +700,16 @@ impl Store {
             sys::set_mtime(draft.file.as_fd(), c.expiry.sec, c.expiry.nsec).at(shown_draft)?;
             let dir = sys::mkdir_all(self.data.as_fd(), &key.dir).at(|| self.show(&key.dir))?;
             let replaced = self.put_at_key(&draft.name, dir.as_fd(), &key)?;
+            if self.durable {
+                // The mtime, the rename, the links, and any directory made.
+                sys::fsync(draft.file.as_fd()).at(shown_draft)?;
+                sys::fsync(dir.as_fd()).at(|| self.show(&key.dir))?;
+                for (held, ss_dir) in &linked {
+                    sys::fsync(ss_dir.as_fd()).at(|| lossy(&held.tag))?;
+                    sys::fsync(held.dir.as_fd()).at(|| lossy(&held.tag))?;
+                }
+                sys::fsync(self.data.as_fd()).at(|| self.show(""))?;
+            }
             Ok((file, replaced))
         });
         let (file, replaced) = match result {
@@ -907,6 +950,7 @@ impl Store {
             }
         }
         sys::set_mtime(version.as_fd(), expiry.sec, expiry.nsec).at(shown)?;
+        self.sync_file(version)?;
         self.refresh(version)
     }
 
@@ -917,6 +961,7 @@ impl Store {
                 let now = Time::now();
                 sys::set_mtime(v.file.as_fd(), now.sec, now.nsec)
                     .at(|| self.show(&layout::key_path(name).path()))?;
+                self.sync_file(&v.file)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -1060,6 +1105,12 @@ impl Store {
             Ok(()) => {}
             Err(e) if is_absent(&e) => return Ok(false),
             Err(e) => return Err(e).at(|| self.show(&p.path())),
+        }
+        if self.durable {
+            // The removal is on disk before anything else: a power loss
+            // then can never bring the tag's entries back.
+            sys::fsync(bucket.as_fd()).at(|| self.show(&p.dir))?;
+            sys::fsync(self.tmp.as_fd()).at(|| self.show_tmp(""))?;
         }
         cleanup::remove_tree(self.tmp.as_fd(), &dead).at(|| self.show_tmp(&dead))?;
         Ok(true)

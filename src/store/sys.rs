@@ -350,6 +350,12 @@ pub fn fsetxattr(fd: BorrowedFd, name: &CStr, value: &[u8]) -> io::Result<()> {
     .map(drop)
 }
 
+/// `fsync(2)`: the file (or directory) and its metadata on disk.
+pub fn fsync(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
+}
+
 /// Non-blocking `flock`; `Ok(false)` when someone else holds it.
 pub fn try_flock(fd: BorrowedFd, exclusive: bool) -> io::Result<bool> {
     let op = if exclusive {

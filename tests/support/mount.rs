@@ -111,8 +111,21 @@ impl Mount {
     /// Unmounts and mounts the same store again.
     pub fn remount(&mut self, args: &[&str]) {
         self.unmount();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let args = self.args(args);
         self.mount(&args);
+    }
+
+    /// `args` with `@fast` standing for the fast view's path.
+    fn args(&self, args: &[&str]) -> Vec<String> {
+        args.iter()
+            .map(|a| {
+                if *a == "@fast" {
+                    self.fast.display().to_string()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect()
     }
 
     /// Runs `tagcachefs STORE MNT args` again over a mount whose daemon was
@@ -123,16 +136,7 @@ impl Mount {
         for guard in self.mounted.drain(..) {
             std::mem::forget(guard);
         }
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| {
-                if *a == "@fast" {
-                    self.fast.display().to_string()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
+        let args = self.args(args);
         self.mount(&args);
     }
 
