@@ -6,10 +6,11 @@
 //!   mount means;
 //! - `fuse`: the adapter linking the kernel's FUSE requests to `fs`;
 //! - `daemon`: mounting, serving, the guardian; `cli` and `report`: the
-//!   command line and what the tools print.
+//!   command line and what the tools print; `exit`: exit codes.
 
 pub mod cli;
 pub mod daemon;
+pub mod exit;
 pub mod failpoint;
 pub mod fs;
 pub mod fuse;

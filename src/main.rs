@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tagcachefs::cli::{Cli, Command};
+use tagcachefs::cli::{Cli, Command, StatsFormat};
+use tagcachefs::exit::Failure;
 use tagcachefs::{daemon, report};
 
 fn main() -> ExitCode {
@@ -10,17 +11,26 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "--guardian") {
         daemon::guardian_main(&args[2..]);
     }
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
-        Some(Command::Stats { path, json }) => report::stats(&path, json),
-        None => cli.mount.config().and_then(daemon::run),
+    let result = {
+        let cli = Cli::parse();
+        match cli.command {
+            Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
+            Some(Command::Stats { path, json, format }) => {
+                report::stats(&path, if json { StatsFormat::Json } else { format })
+            }
+            Some(Command::Completions { shell }) => report::completions(shell),
+            None => cli
+                .mount
+                .config()
+                .map_err(Failure::usage)
+                .and_then(daemon::run),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tagcachefs: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
