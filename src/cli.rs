@@ -1,5 +1,5 @@
 //! The command line: `tagcachefs STORE MOUNTPOINT`, `cleanup`, `stats`,
-//! `completions`.
+//! `completions`. The mount helper's own argv is in `mount_helper`.
 
 use std::path::PathBuf;
 use std::time::Duration;

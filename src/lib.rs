@@ -6,7 +6,8 @@
 //!   mount means;
 //! - `fuse`: the adapter linking the kernel's FUSE requests to `fs`;
 //! - `daemon`: mounting, serving, the guardian; `cli` and `report`: the
-//!   command line and what the tools print; `exit`: exit codes.
+//!   command line and what the tools print; `mount_helper`: the program
+//!   as mount(8) runs it; `exit`: exit codes.
 
 pub mod cli;
 pub mod daemon;
@@ -14,5 +15,6 @@ pub mod exit;
 pub mod failpoint;
 pub mod fs;
 pub mod fuse;
+pub mod mount_helper;
 pub mod report;
 pub mod store;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tagcachefs::cli::{Cli, Command, StatsFormat};
 use tagcachefs::exit::Failure;
-use tagcachefs::{daemon, report};
+use tagcachefs::{daemon, mount_helper, report};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -11,7 +11,9 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "--guardian") {
         daemon::guardian_main(&args[2..]);
     }
-    let result = {
+    let result = if mount_helper::invoked_as(&args) {
+        mount_helper::run(&args)
+    } else {
         let cli = Cli::parse();
         match cli.command {
             Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
