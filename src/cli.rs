@@ -1,6 +1,7 @@
 //! The command line: `tagcachefs STORE MOUNTPOINT`, `cleanup`, `stats`,
 //! `completions`. The mount helper's own argv is in `mount_helper`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ pub enum Command {
         /// Print JSON instead of a table (the same as --format json).
         #[arg(long, conflicts_with = "format")]
         json: bool,
-        /// What to print: a table or JSON.
+        /// What to print: a table, JSON, or the Prometheus text format (for
+        /// node_exporter's textfile collector).
         #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
         format: StatsFormat,
     },
@@ -59,6 +61,7 @@ pub enum Command {
 pub enum StatsFormat {
     Table,
     Json,
+    Prometheus,
 }
 
 /// Two examples, as the long help and the man page show them.
@@ -146,12 +149,17 @@ pub struct MountArgs {
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as mount(8) and fstab pass them:
     /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
-    /// read_mount=PATH, log_file=PATH, max_nodes=N, ro,
+    /// read_mount=PATH, log_file=PATH, max_nodes=N, metrics_addr=ADDR, ro,
     /// the generic rw, nosuid, nodev, noexec, noatime, … (passed on), and
     /// what mount(8) and systemd add (nofail, noauto, _netdev, x-*,
     /// comment=…: ignored).
     #[arg(short = 'o', value_name = "OPTIONS", help_heading = "Mounting")]
     pub options: Vec<String>,
+    /// Serve the metrics (the Prometheus text format) on
+    /// http://ADDR/metrics; a loopback address only, such as 127.0.0.1:9612.
+    /// Store figures are counted in the background, at most every 30 s.
+    #[arg(long, value_name = "ADDR", help_heading = "Metrics")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Everything the daemon needs, once `-o` is folded in.
@@ -168,6 +176,8 @@ pub struct MountConfig {
     pub read_mount: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub max_nodes: Option<usize>,
+    /// Where to serve the metrics over HTTP (a loopback address).
+    pub metrics_addr: Option<SocketAddr>,
     /// Generic kernel mount flags passed on (nosuid, nodev, noexec, …).
     pub flags: Vec<String>,
 }
@@ -214,6 +224,7 @@ impl MountArgs {
             read_mount: self.read_mount.clone(),
             log_file: self.log_file.clone(),
             max_nodes: self.max_nodes,
+            metrics_addr: self.metrics_addr,
             flags: Vec::new(),
         };
         for opt in self
@@ -249,6 +260,11 @@ impl MountArgs {
                 "log_file" => {
                     c.log_file = Some(value.ok_or("option log_file needs a path")?.into())
                 }
+                "metrics_addr" => {
+                    let addr = value.and_then(|v| v.parse().ok());
+                    c.metrics_addr =
+                        Some(addr.ok_or("option metrics_addr needs an address, IP:PORT")?);
+                }
                 k if IGNORED.contains(&k)
                     || k.starts_with("x-")
                     || k == "fsname"
@@ -256,6 +272,11 @@ impl MountArgs {
                 k if PASSED.contains(&k) => c.flags.push(k.to_string()),
                 _ => return Err(format!("unknown mount option \"{opt}\"")),
             }
+        }
+        if let Some(addr) = c.metrics_addr.filter(|a| !a.ip().is_loopback()) {
+            return Err(format!(
+                "metrics address {addr}: only a loopback address (127.0.0.1, [::1]) is served"
+            ));
         }
         Ok(c)
     }

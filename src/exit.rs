@@ -16,7 +16,7 @@ pub enum Code {
     /// The store cannot be used: not a store, no user xattrs, no access.
     Store = 3,
     /// The mount did not come up: no /dev/fuse, no permission, a missing
-    /// mount point.
+    /// mount point, the metrics address taken.
     Mount = 4,
     /// The mount point is busy, or dead: a killed daemon's mount that must
     /// be unmounted first.

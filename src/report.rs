@@ -57,6 +57,10 @@ pub fn stats(path: &Path, format: StatsFormat) -> Result<(), Failure> {
             println!("{value:#}");
             return Ok(());
         }
+        StatsFormat::Prometheus => {
+            print!("{}", crate::metrics::exposition(&value));
+            return Ok(());
+        }
         StatsFormat::Table => {}
     }
     println!("store          {}", store_path.display());

@@ -156,6 +156,10 @@ fn serve(
     os::raise_open_file_limit();
     log::info!("at most {} entry nodes", opts.max_nodes);
     let kernel = Kernel::new(Fs::new(store, opts, config.read_mount.is_some()));
+    if let Some(addr) = config.metrics_addr {
+        crate::metrics::http::start(addr, kernel.fs().clone())
+            .map_err(|e| Failure::new(Code::Mount, e))?;
+    }
     let mut mounts = vec![(
         config.mountpoint.clone(),
         mount_config(&config, config.read_only),
