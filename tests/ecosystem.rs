@@ -266,7 +266,7 @@ fn systemd_units_in_contrib_verify() {
         let text = std::fs::read_to_string(src.join(from)).unwrap();
         std::fs::write(
             dir.path().join(to),
-            text.replace("/usr/local/bin/tagcachefs", BIN),
+            text.replace("/usr/bin/tagcachefs", BIN),
         )
         .unwrap();
         let out = Command::new("systemd-analyze")
