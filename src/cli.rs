@@ -1,9 +1,11 @@
-//! The command line: `tagcachefs STORE MOUNTPOINT`, `cleanup`, `stats`.
+//! The command line: `tagcachefs STORE MOUNTPOINT`, `cleanup`, `stats`,
+//! `completions`. The mount helper's own argv is in `mount_helper`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A tag-invalidated cache as a file system: entries are files under keys/,
 /// tags are directories under tags/, `rmdir tags/<t>` invalidates every
@@ -13,7 +15,9 @@ use clap::{Args, Parser, Subcommand};
     name = "tagcachefs",
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    after_help = "Examples and exit codes: --help.",
+    after_long_help = long_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,10 +51,56 @@ pub enum Command {
     Stats {
         /// A store directory or a tagcachefs mount point.
         path: PathBuf,
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// Print JSON instead of a table (the same as --format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// What to print: a table, JSON, or the Prometheus text format (for
+        /// node_exporter's textfile collector).
+        #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
+        format: StatsFormat,
     },
+    /// Print the completion script of a shell (bash, zsh, fish, …).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    Table,
+    Json,
+    Prometheus,
+}
+
+/// Two examples, as the long help and the man page show them.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "Mount, write an entry tagged bio, then invalidate every entry tagged bio:",
+        "tagcachefs /var/cache/blog /mnt/cache --default-expire 3600\n\
+         echo '<h1>home</h1>' > /mnt/cache/put/tags=bio/home\n\
+         rmdir /mnt/cache/tags/bio",
+    ),
+    (
+        "An /etc/fstab line (mount(8) runs /sbin/mount.fuse.tagcachefs):",
+        "/var/cache/blog /mnt/cache fuse.tagcachefs \
+         default_expire=3600,nofail,x-systemd.requires-mounts-for=/var/cache/blog 0 0",
+    ),
+];
+
+/// The long help's end: the examples and the exit codes.
+fn long_help() -> String {
+    let mut text = String::from("Examples:\n");
+    for (what, how) in EXAMPLES {
+        text.push_str(&format!("  # {what}\n"));
+        for line in how.lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+        text.push('\n');
+    }
+    text.push_str("Exit status:\n");
+    text.push_str(&crate::exit::help());
+    text
 }
 
 /// Mounting: `tagcachefs STORE MOUNTPOINT [options]`.
@@ -63,29 +113,44 @@ pub struct MountArgs {
     #[arg(required = true)]
     pub mountpoint: Option<PathBuf>,
     /// Stay in the foreground instead of serving in the background.
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Mounting")]
     pub foreground: bool,
     /// Let other users use the mount (file modes are then enforced).
-    #[arg(long)]
+    #[arg(long, help_heading = "Mounting")]
     pub allow_other: bool,
     /// TTL in seconds of entries written without user.expire (0 = never).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        help_heading = "Caching"
+    )]
     pub default_expire: u64,
     /// Longest time in seconds the kernel may cache a name or attributes;
     /// changes made to the store from outside this daemon show within it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1.0,
+        help_heading = "Caching"
+    )]
     pub cache_timeout: f64,
     /// Seconds between the mount's own cleanups (0 = never).
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        help_heading = "Caching"
+    )]
     pub cleanup_interval: u64,
     /// Also mount the fast read-only view of keys/ and tags/ here: hits on
     /// it are served by the kernel without a request to the daemon.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Fast view")]
     pub read_mount: Option<PathBuf>,
     /// The most entries the kernel may hold a node for, over the daemon's
     /// mounts (each costs the daemon about 200 bytes); past it the daemon
     /// makes the kernel forget the least recently used. Default: 1048576.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Caching")]
     pub max_nodes: Option<usize>,
     /// Every commit and invalidation is on disk when its call returns
     /// (fsync of the version and its directories); fsync(2) on a writing
@@ -94,14 +159,21 @@ pub struct MountArgs {
     pub durable: bool,
     /// Write the daemon's log here (it goes nowhere in the background
     /// otherwise; RUST_LOG sets the level).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Logging")]
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as mount(8) and fstab pass them:
     /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
-    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, ro, and the generic rw, nosuid,
-    /// nodev, noexec, noatime, … (accepted and passed on or ignored).
-    #[arg(short = 'o', value_name = "OPTIONS")]
+    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, metrics_addr=ADDR, ro,
+    /// the generic rw, nosuid, nodev, noexec, noatime, … (passed on), and
+    /// what mount(8) and systemd add (nofail, noauto, _netdev, x-*,
+    /// comment=…: ignored).
+    #[arg(short = 'o', value_name = "OPTIONS", help_heading = "Mounting")]
     pub options: Vec<String>,
+    /// Serve the metrics (the Prometheus text format) on
+    /// http://ADDR/metrics; a loopback address only, such as 127.0.0.1:9612.
+    /// Store figures are counted in the background, at most every 30 s.
+    #[arg(long, value_name = "ADDR", help_heading = "Metrics")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Everything the daemon needs, once `-o` is folded in.
@@ -119,6 +191,8 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
     pub max_nodes: Option<usize>,
     pub durable: bool,
+    /// Where to serve the metrics over HTTP (a loopback address).
+    pub metrics_addr: Option<SocketAddr>,
     /// Generic kernel mount flags passed on (nosuid, nodev, noexec, …).
     pub flags: Vec<String>,
 }
@@ -144,6 +218,7 @@ const IGNORED: &[&str] = &[
     "diratime",
     "async",
     "default_permissions",
+    "comment",
 ];
 /// Generic kernel flags passed on to the mount.
 const PASSED: &[&str] = &[
@@ -165,6 +240,7 @@ impl MountArgs {
             log_file: self.log_file.clone(),
             max_nodes: self.max_nodes,
             durable: self.durable,
+            metrics_addr: self.metrics_addr,
             flags: Vec::new(),
         };
         for opt in self
@@ -201,6 +277,11 @@ impl MountArgs {
                 "log_file" => {
                     c.log_file = Some(value.ok_or("option log_file needs a path")?.into())
                 }
+                "metrics_addr" => {
+                    let addr = value.and_then(|v| v.parse().ok());
+                    c.metrics_addr =
+                        Some(addr.ok_or("option metrics_addr needs an address, IP:PORT")?);
+                }
                 k if IGNORED.contains(&k)
                     || k.starts_with("x-")
                     || k == "fsname"
@@ -208,6 +289,11 @@ impl MountArgs {
                 k if PASSED.contains(&k) => c.flags.push(k.to_string()),
                 _ => return Err(format!("unknown mount option \"{opt}\"")),
             }
+        }
+        if let Some(addr) = c.metrics_addr.filter(|a| !a.ip().is_loopback()) {
+            return Err(format!(
+                "metrics address {addr}: only a loopback address (127.0.0.1, [::1]) is served"
+            ));
         }
         Ok(c)
     }

@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tagcachefs::cli::{Cli, Command};
-use tagcachefs::{daemon, report};
+use tagcachefs::cli::{Cli, Command, StatsFormat};
+use tagcachefs::exit::Failure;
+use tagcachefs::{daemon, mount_helper, report};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -10,18 +11,31 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "--guardian") {
         daemon::guardian_main(&args[2..]);
     }
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
-        Some(Command::Stats { path, json }) => report::stats(&path, json),
-        Some(Command::Unmount { mountpoint, force }) => daemon::unmount(&mountpoint, force),
-        None => cli.mount.config().and_then(daemon::run),
+    let result = if mount_helper::invoked_as(&args) {
+        mount_helper::run(&args)
+    } else {
+        let cli = Cli::parse();
+        match cli.command {
+            Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
+            Some(Command::Stats { path, json, format }) => {
+                report::stats(&path, if json { StatsFormat::Json } else { format })
+            }
+            Some(Command::Completions { shell }) => report::completions(shell),
+            Some(Command::Unmount { mountpoint, force }) => {
+                daemon::unmount(&mountpoint, force).map_err(Failure::from)
+            }
+            None => cli
+                .mount
+                .config()
+                .map_err(Failure::usage)
+                .and_then(daemon::run),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tagcachefs: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }

@@ -1,11 +1,16 @@
-//! `tagcachefs cleanup` and `tagcachefs stats`: what they print.
+//! `tagcachefs cleanup`, `stats` and `completions`: what they print.
 
+use std::io::Write;
 use std::path::Path;
 
+use clap::CommandFactory;
+
+use crate::cli::{Cli, StatsFormat};
+use crate::exit::{Code, Failure};
 use crate::store::Store;
 
-pub fn cleanup(path: &Path, json: bool) -> Result<(), String> {
-    let store = Store::open_existing(path).map_err(|e| e.to_string())?;
+pub fn cleanup(path: &Path, json: bool) -> Result<(), Failure> {
+    let store = Store::open_existing(path).map_err(Failure::store)?;
     let r = store.cleanup().map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string(&r).expect("plain struct"));
@@ -19,12 +24,21 @@ pub fn cleanup(path: &Path, json: bool) -> Result<(), String> {
 }
 
 /// `path` is a store, or a mount point whose `.stats` names its store.
-pub fn stats(path: &Path, json: bool) -> Result<(), String> {
+pub fn stats(path: &Path, format: StatsFormat) -> Result<(), Failure> {
     let counters: Option<serde_json::Value> = match std::fs::read(path.join(".stats")) {
         Ok(bytes) => Some(
             serde_json::from_slice(&bytes)
                 .map_err(|e| format!("{}/.stats: {e}", path.display()))?,
         ),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(Failure::new(
+                Code::MountPoint,
+                format!(
+                    "{}: {e}: a dead mount (its daemon is gone); umount it",
+                    path.display()
+                ),
+            ));
+        }
         Err(_) => None,
     };
     let store_path = counters
@@ -32,15 +46,22 @@ pub fn stats(path: &Path, json: bool) -> Result<(), String> {
         .and_then(|c| c["store"].as_str())
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| path.to_path_buf());
-    let store = Store::open_existing(&store_path).map_err(|e| e.to_string())?;
+    let store = Store::open_existing(&store_path).map_err(Failure::store)?;
     let s = store.stats().map_err(|e| e.to_string())?;
     let mut value = serde_json::to_value(&s).expect("plain struct");
     if let Some(serde_json::Value::Object(c)) = &counters {
         value["daemon"] = serde_json::Value::Object(c.clone());
     }
-    if json {
-        println!("{value:#}");
-        return Ok(());
+    match format {
+        StatsFormat::Json => {
+            println!("{value:#}");
+            return Ok(());
+        }
+        StatsFormat::Prometheus => {
+            print!("{}", crate::metrics::exposition(&value));
+            return Ok(());
+        }
+        StatsFormat::Table => {}
     }
     println!("store          {}", store_path.display());
     println!("entries        {}", s.entries);
@@ -56,4 +77,13 @@ pub fn stats(path: &Path, json: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `tagcachefs completions SHELL`: the shell's completion script.
+pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tagcachefs", &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .map_err(|e| Failure::from(format!("writing the {shell} completions: {e}")))
 }

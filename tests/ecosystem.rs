@@ -124,7 +124,7 @@ fn unknown_mount_options_are_refused_with_a_message() {
         .args(["-o", "rw,bogus=1"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mount option \"bogus=1\""));
     assert!(!is_mounted(&mnt));
 }
@@ -181,7 +181,7 @@ fn cli_tools_refuse_a_directory_that_is_not_a_store() {
     let dir = tempfile::tempdir().unwrap();
     for cmd in ["cleanup", "stats"] {
         let out = Command::new(BIN).arg(cmd).arg(dir.path()).output().unwrap();
-        assert!(!out.status.success());
+        assert_eq!(out.status.code(), Some(3), "the store is not usable");
         assert!(String::from_utf8_lossy(&out.stderr).contains("not a tagcachefs store"));
     }
 }
@@ -266,7 +266,7 @@ fn systemd_units_in_contrib_verify() {
         let text = std::fs::read_to_string(src.join(from)).unwrap();
         std::fs::write(
             dir.path().join(to),
-            text.replace("/usr/local/bin/tagcachefs", BIN),
+            text.replace("/usr/bin/tagcachefs", BIN),
         )
         .unwrap();
         let out = Command::new("systemd-analyze")
@@ -280,4 +280,202 @@ fn systemd_units_in_contrib_verify() {
             "{to}: {said}"
         );
     }
+}
+
+/// `tagcachefs STORE MNT`'s exit code and message.
+fn mount_status(store: &Path, mnt: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN).arg(store).arg(mnt).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        let _ = Unmount(mnt.to_path_buf());
+    }
+    (out.status.code(), said)
+}
+
+#[test]
+fn exit_codes_tell_usage_store_mount_and_mount_point_apart() {
+    let (dir, store, mnt) = dirs();
+    let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage");
+
+    // A store path that is a file: the store is not usable.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, said) = mount_status(&file, &mnt);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains(file.to_str().unwrap()),
+        "names the path: {said}"
+    );
+
+    // No mount point: the mount failed, with the path and the cause.
+    let missing = dir.path().join("missing");
+    let (code, said) = mount_status(&store, &missing);
+    assert_eq!(code, Some(4), "{said}");
+    assert!(
+        said.contains(missing.to_str().unwrap()) && said.contains("No such file or directory"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("tagcachefs:").count(),
+        1,
+        "said once, by the waiting parent: {said}"
+    );
+
+    // A mount point left dead by a killed daemon: stats says so, and a
+    // mount there takes it over.
+    let m = Mount::new(&[]);
+    kill9(daemon_pid(&m.store)).unwrap();
+    eventually(10.0, || {
+        std::fs::metadata(&m.mnt)
+            .err()
+            .and_then(|e| e.raw_os_error())
+            == Some(libc::ENOTCONN)
+    })
+    .expect("the guardian aborts the dead daemon's connection");
+    let out = Command::new(BIN).arg("stats").arg(&m.mnt).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "stats on a dead mount point");
+    let out = Command::new(BIN).arg(&store).arg(&m.mnt).output().unwrap();
+    assert!(
+        out.status.success(),
+        "a dead mount point is taken over: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _taken_over = Unmount(m.mnt.clone());
+    // A mount point a live daemon serves is busy.
+    let (code, said) = mount_status(&store, &m.mnt);
+    assert_eq!(code, Some(5), "{said}");
+    assert!(
+        said.contains(m.mnt.to_str().unwrap()) && said.contains("already mounted"),
+        "{said}"
+    );
+}
+
+#[test]
+fn help_groups_options_and_shows_examples_and_exit_codes() {
+    let help = run(Command::new(BIN).arg("--help"));
+    for heading in [
+        "Mounting:",
+        "Caching:",
+        "Fast view:",
+        "Logging:",
+        "Metrics:",
+        "Examples:",
+        "Exit status:",
+    ] {
+        assert!(help.contains(heading), "--help lacks {heading}:\n{help}");
+    }
+    assert!(help.contains("fuse.tagcachefs default_expire=3600,nofail"));
+    for code in 0..=5 {
+        assert!(help.contains(&format!("\n  {code}  ")), "exit code {code}");
+    }
+    let short = run(Command::new(BIN).arg("-h"));
+    assert!(short.contains("Mounting:") && !short.contains("Exit status:"));
+    assert!(short.contains("--help"), "-h says where the rest is");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for (shell, needle) in [
+        ("bash", "complete -F _tagcachefs"),
+        ("zsh", "#compdef tagcachefs"),
+        ("fish", "complete -c tagcachefs"),
+    ] {
+        let script = run(Command::new(BIN).args(["completions", shell]));
+        assert!(script.contains(needle), "{shell}: {script}");
+        assert!(script.contains("metrics-addr"), "{shell} knows the options");
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// BIN under the name mount(8) runs it by.
+fn helper(dir: &Path) -> std::path::PathBuf {
+    let helper = dir.join("mount.fuse.tagcachefs");
+    std::os::unix::fs::symlink(BIN, &helper).unwrap();
+    helper
+}
+
+#[test]
+fn the_mount_helper_takes_mount_8s_arguments_and_ignores_its_options() {
+    let (dir, store, mnt) = dirs();
+    let helper = helper(dir.path());
+    let out = Command::new(&helper)
+        .arg(&store)
+        .arg(&mnt)
+        .args(["-f", "-o", "default_expire=7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!is_mounted(&mnt) && !store.exists(), "-f mounts nothing");
+    let out = Command::new(&helper)
+        .arg(&store)
+        .arg(&mnt)
+        .args(["-o", "rw,bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mount option \"bogus\""));
+
+    let said = run(Command::new(&helper).arg(&store).arg(&mnt).args([
+        "-s",
+        "-n",
+        "-v",
+        "-o",
+        "rw,default_expire=7,defaults,auto,noauto,nofail,_netdev,user,users,\
+         comment=systemd.automount,x-systemd.requires-mounts-for=/var,x-systemd.device-timeout=5",
+    ]));
+    let _guard = Unmount(mnt.clone());
+    assert!(said.contains("mounted"), "-v: {said}");
+    assert!(
+        is_mounted(&mnt),
+        "the helper returns once the mount is live"
+    );
+    std::fs::write(mnt.join("keys/a"), "x").unwrap();
+    assert_eq!(get_xattr(&mnt.join("keys/a"), "user.expire").unwrap(), b"7");
+}
+
+#[test]
+fn the_mount_helper_mounts_in_the_namespace_n_names() {
+    let (dir, store, mnt) = dirs();
+    let helper = helper(dir.path());
+    // A process in a mount namespace of its own, kept until the end.
+    let mut holder = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sleep", "60"])
+        .spawn()
+        .expect("unshare (util-linux)");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = holder.id();
+    let _kill = Kill(&mut holder);
+    let ns = format!("/proc/{pid}/ns/mnt");
+    eventually(5.0, || {
+        std::fs::read_link(&ns).ok() != std::fs::read_link("/proc/self/ns/mnt").ok()
+    })
+    .expect("unshare made its namespace");
+    run(Command::new(&helper)
+        .arg(&store)
+        .arg(&mnt)
+        .args(["-N", &pid.to_string()]));
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap();
+    let unmount_there = || {
+        let _ = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-m", "umount"])
+            .arg(&mnt)
+            .status();
+    };
+    let visible = theirs.contains(mnt.to_str().unwrap());
+    let ours = is_mounted(&mnt);
+    unmount_there();
+    assert!(visible, "mounted in the namespace -N named:\n{theirs}");
+    assert!(!ours, "and not in ours");
+    wait_daemon_gone(&store);
 }

@@ -26,17 +26,18 @@ use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::MountConfig;
+use crate::exit::{Code, Failure};
 use crate::fs::{Fs, Options};
 use crate::fuse::Kernel;
 use crate::store::Store;
 
-pub fn run(config: MountConfig) -> Result<(), String> {
+pub fn run(config: MountConfig) -> Result<(), Failure> {
     let store = Store::open(&config.store)
-        .map_err(|e| e.to_string())?
+        .map_err(Failure::store)?
         .durable(config.durable);
     // A mount point whose daemon is dead is taken over, its clients freed.
     for path in std::iter::once(&config.mountpoint).chain(&config.read_mount) {
-        takeover::take_over(path)?;
+        takeover::take_over(path).map_err(|e| Failure::new(Code::MountPoint, e))?;
     }
     let mut ready: Option<File> = None;
     if !config.foreground {
@@ -62,6 +63,7 @@ pub fn run(config: MountConfig) -> Result<(), String> {
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
 
+    let log_file = config.log_file.clone();
     let result = serve(config, store, &mut ready, guardian.as_mut());
     if let Some(g) = guardian.as_mut() {
         let _ = g.write_all(b"done\n");
@@ -70,7 +72,11 @@ pub fn run(config: MountConfig) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) => {
             if let Some(mut pipe) = ready {
-                let _ = pipe.write_all(e.as_bytes());
+                let _ = pipe.write_all(e.encode().as_bytes());
+                // The parent tells the user; this process's own report of
+                // it goes to the log.
+                drop(pipe);
+                os::detach_stdio(log_file.as_deref());
             }
             Err(e)
         }
@@ -78,15 +84,32 @@ pub fn run(config: MountConfig) -> Result<(), String> {
 }
 
 /// The parent's side: wait for "ok" or an error message from the child.
-fn wait_ready(read_end: OwnedFd) -> Result<(), String> {
+fn wait_ready(read_end: OwnedFd) -> Result<(), Failure> {
     let mut message = String::new();
     File::from(read_end)
         .read_to_string(&mut message)
         .map_err(|e| format!("waiting for the mount: {e}"))?;
     match message.as_str() {
         "ok" => Ok(()),
-        "" => Err("the serving process exited before the mount was ready".into()),
-        m => Err(m.to_string()),
+        "" => Err(Failure::new(
+            Code::Mount,
+            "the serving process exited before the mount was ready",
+        )),
+        m => Err(Failure::decode(m)),
+    }
+}
+
+/// A failed mount(2): the mount point's fault (busy, or a dead mount left
+/// by a killed daemon), or any other.
+fn mount_failure(path: &std::path::Path, e: std::io::Error) -> Failure {
+    let at = path.display();
+    match e.raw_os_error() {
+        Some(libc::ENOTCONN | libc::ECONNABORTED) => Failure::new(
+            Code::MountPoint,
+            format!("mounting {at}: {e}: a dead mount (its daemon is gone); umount it first"),
+        ),
+        Some(libc::EBUSY) => Failure::new(Code::MountPoint, format!("mounting {at}: {e}")),
+        _ => Failure::new(Code::Mount, format!("mounting {at}: {e}")),
     }
 }
 
@@ -134,7 +157,7 @@ fn serve(
     store: Store,
     ready: &mut Option<File>,
     mut guardian: Option<&mut File>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let opts = Options {
         default_ttl: config.default_expire,
         cache_timeout: config.cache_timeout,
@@ -147,6 +170,10 @@ fn serve(
     }
     log::info!("at most {} entry nodes", opts.max_nodes);
     let kernel = Kernel::new(Fs::new(store, opts, config.read_mount.is_some()));
+    if let Some(addr) = config.metrics_addr {
+        crate::metrics::http::start(addr, kernel.fs().clone())
+            .map_err(|e| Failure::new(Code::Mount, e))?;
+    }
     let mut mounts = vec![(
         config.mountpoint.clone(),
         mount_config(&config, config.read_only),
@@ -159,7 +186,7 @@ fn serve(
     for (idx, (path, mount_config)) in mounts.iter().enumerate() {
         // On failure, dropping the sessions made so far unmounts them.
         let session = Session::new(kernel.filesystem(idx), path, mount_config)
-            .map_err(|e| format!("mounting {}: {e}", path.display()))?;
+            .map_err(|e| mount_failure(path, e))?;
         kernel.set_notifier(idx, session.notifier());
         sessions.push(session);
         if let Some(conn) = os::connection_of(path) {
