@@ -81,6 +81,8 @@ pub const SAMPLES: &[Sample] = &[
     counter("daemon.errors", "errors_total", "", "Requests that failed for a reason other than bad input."),
     counter("daemon.bytes_written", "written_bytes_total", "", "Bytes written to entries through the mount."),
     gauge("daemon.kernel_nodes", "kernel_nodes", "", "Entry nodes the kernel holds over the daemon's mounts."),
+    gauge("daemon.pinned_versions", "pinned_versions", "", "Replaced versions held open for nodes the kernel still holds (bounded)."),
+    counter("daemon.torn", "torn_versions_total", "", "Sightings of versions whose size is not their committed length (never served)."),
     gauge("entries", "store_entries", r#"state="live""#, ENTRIES),
     gauge("stale_entries", "store_entries", r#"state="stale""#, ENTRIES),
     gauge("bytes", "store_bytes", r#"state="live""#, BYTES),
