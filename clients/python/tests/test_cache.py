@@ -290,7 +290,9 @@ def test_threads_of_one_process_compute_once(cache: Cache, name: str) -> None:
     for t in threads:
         t.join()
     assert calls == [1]
-    assert sorted(r[1] for r in results) == ["computed"] + ["waited"] * 4  # type: ignore[index]
+    sources = sorted(r[1] for r in results)  # type: ignore[index]
+    # A thread the scheduler starts after the commit gets a plain hit.
+    assert sources.count("computed") == 1 and set(sources) <= {"computed", "waited", "hit"}, sources
     assert all(r[0] == b"once" for r in results)  # type: ignore[index]
 
 
