@@ -16,7 +16,6 @@ from typing import List, Optional
 
 import pytest
 
-import tagcachefs.cache
 from helpers import expire_of, keys, read, tags_of
 from tagcachefs import NEVER, Cache, JSONSerializer, PickleSerializer
 
@@ -69,10 +68,15 @@ def test_an_empty_value_is_cached_and_visible_at_once(cache: Cache, mnt: str, na
     cache.set(name, b"", expire=60, tags=(f"{name}-t",))
     assert cache.get(name) == b""
     assert tags_of(mnt, name) == [f"{name}-t"]
+    assert 50 <= expire_of(mnt, name) <= 60
     calls: List[int] = []
-    other = f"{name}-2"
-    assert cache.lookup(other, lambda: calls.append(1) or b"").source == "computed"
-    assert cache.lookup(other, lambda: calls.append(1) or b"").source == "hit"
+
+    def empty() -> bytes:
+        calls.append(1)
+        return b""
+
+    assert cache.lookup(f"{name}-2", empty).source == "computed"
+    assert cache.lookup(f"{name}-2", empty).source == "hit"
     assert calls == [1]
 
 
@@ -258,7 +262,7 @@ def test_the_wait_backs_off_from_5_ms_doubling_to_250_ms(
         delays.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(tagcachefs.cache.time, "sleep", sleep)
+    monkeypatch.setattr(time, "sleep", sleep)  # the module tagcachefs.cache calls
     holder = hold_lock(mnt, name)
     try:
         assert cache.lookup(name, lambda: b"v", wait=1.2).source == "fallback"

@@ -9,7 +9,7 @@ import os
 import pickle
 import re
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import pytest
 
@@ -24,9 +24,10 @@ def blog_example() -> str:
     """The README's blog example: its first Python block."""
     with open(README) as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-    assert blocks and blocks[0].startswith("from tagcachefs import Cache, NotCache\n")
-    assert EXAMPLE_DIR in blocks[0]
-    return blocks[0]
+    block: str = blocks[0]
+    assert block.startswith("from tagcachefs import Cache, NotCache\n")
+    assert EXAMPLE_DIR in block
+    return block
 
 
 def run(code: str, mnt: str) -> Dict[str, Any]:
@@ -78,7 +79,7 @@ def test_a_decorated_function_runs_once_then_its_value_is_served(cache: Cache, m
 
 
 def test_each_run_gets_a_fresh_parameter_object(cache: Cache, mnt: str, name: str) -> None:
-    seen: List[set] = []
+    seen: List[Set[str]] = []
 
     @cache(name, tags=("a-" + name,))
     def page(param: CacheParam) -> bytes:

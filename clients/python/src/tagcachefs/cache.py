@@ -183,10 +183,6 @@ def _read(path: bytes) -> Optional[bytes]:
         os.close(fd)
 
 
-def _expiry(ttl: int) -> int:
-    return NEVER if ttl == 0 else int(time.time()) + ttl
-
-
 class Cache:
     """A tagcachefs mount, with the tagcache library's API and the usual
     ``get``/``set``/``delete`` of a disk cache.
@@ -501,9 +497,10 @@ class Cache:
                 os.setxattr(fd, "user.expire", b"%d" % ttl)
             elif not data:
                 # Nothing will be written: a change that makes this close
-                # commit (the expiry put/ gives, as the descriptor's mtime).
+                # commit. The mount takes "mtime = now" on a writer as
+                # "expires its TTL from now".
                 touched = True
-                os.utime(fd, (_expiry(ttl), _expiry(ttl)))
+                os.utime(fd)
             view = memoryview(data)
             while view:
                 touched = True
@@ -604,6 +601,8 @@ class CacheItem(Generic[T]):
     """A decorated content function: calling it returns the cached value, or
     the function's result, computed under the key's single-flight lock and
     cached with the tags and expiry its `CacheParam` ends with."""
+
+    __name__: str  # the content function's, as functools.wraps gives
 
     def __init__(
         self,
