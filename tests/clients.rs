@@ -29,9 +29,7 @@ fn repo() -> &'static Path {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name)
+    repo().join("examples").join(name)
 }
 
 /// Fails the test unless `tool` can be run.
