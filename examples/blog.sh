@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tagcache README's blog example, done from a shell on a tagcachefs mount
-# with nothing but bash, coreutils and attr (setfattr/getfattr).
+# with nothing but bash and coreutils (getfattr, from attr, only to show the
+# entry's xattrs).
 #
 #   usage: examples/blog.sh MOUNTPOINT
 #
@@ -26,18 +27,11 @@ step() { printf '\n$ %s\n' "$*"; }
 TTL=$((3600 * 24 * 7))
 content='{"bio": {"name": "Huang junwen"}, "recent_blogs": ["tagcache", "tagcachefs"]}'
 
-# 1. Generate the page and cache it. A shell writes with `>`, then sets the
-#    tags and the expiry on the path: each setfattr applies at once (the tags
-#    commit a new version with that tag set, the expiry only moves the mtime).
-#    (A bash `printf ... >&3` already commits at its own dup-close, so
-#    "setting xattrs on the writing descriptor" is a thing for programs that
-#    can call fsetxattr, such as examples/tagcache_client.py.)
-step "printf '%s\\n' '$content' > keys/blog-home"
-printf '%s\n' "$content" >keys/blog-home
-step "setfattr -n user.tags -v 'blog-new, bio' keys/blog-home"
-setfattr -n user.tags -v 'blog-new, bio' keys/blog-home
-step "setfattr -n user.expire -v $TTL keys/blog-home"
-setfattr -n user.expire -v "$TTL" keys/blog-home
+# 1. Generate the page and cache it: a write through put/ is a write of
+#    keys/blog-home with the expiry and the tags set before any data, all
+#    committed at once when the file is closed.
+step "printf '%s\\n' '$content' > put/expire=$TTL/tags=blog-new,bio/blog-home"
+printf '%s\n' "$content" >"put/expire=$TTL/tags=blog-new,bio/blog-home"
 now=$(date +%s)
 
 # 2. A hit is a plain read.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A get-or-compute helper for tagcachefs in bash, with nothing but bash,
-# coreutils and attr (setfattr): the same behaviour as
-# examples/tagcache_client.py and examples/tagcache_client.mjs.
+# A get-or-compute helper for tagcachefs in bash, with nothing but bash and
+# coreutils: the same behaviour as the Python and Node packages
+# (clients/python, clients/node).
 #
 #   source examples/tagcache.sh
 #   tc_get_or_compute MNT KEY TAGS EXPIRE CMD [ARG...]
@@ -17,12 +17,13 @@
 # daemon's read-only fast view, where hits are read.
 #
 #   * hit: cat keys/KEY.
-#   * miss: take KEY's single-flight lock by opening keys/KEY with
-#     O_CREAT|O_EXCL: `set -o noclobber` makes `>` do exactly that (bash
-#     stats the name, then opens with O_WRONLY|O_CREAT|O_EXCL, as strace
-#     shows), and `exec {fd}>keys/KEY` keeps the descriptor in this shell.
-#     Then compute, set tags and expiry, write, close: see _tc_store for how
-#     this is done race-free from a shell.
+#   * miss: take KEY's single-flight lock by opening
+#     put/expire=EXPIRE/tags=TAGS/KEY with O_CREAT|O_EXCL: `set -o
+#     noclobber` makes `>` do exactly that (bash stats the name, which
+#     under put/ never exists, then opens with O_WRONLY|O_CREAT|O_EXCL), and
+#     `exec {fd}>...` keeps the descriptor in this shell. A write through
+#     put/ is a write of keys/KEY with the tags and expiry already on the
+#     descriptor. Then compute, write, close: see _tc_store.
 #   * EEXIST: serve stale/KEY if present; else poll keys/KEY with a back-off
 #     from 5 ms doubling to 250 ms for at most TC_WAIT seconds, retrying the
 #     lock each round (a holder that gave up is replaced at once); past that,
@@ -31,48 +32,35 @@
 # Run as a script:
 #   examples/tagcache.sh MOUNTPOINT                 a small demo that checks itself
 #   examples/tagcache.sh --race MOUNTPOINT KEY RECORD
-#       one contender of a single-flight test (the Python client's protocol):
+#       one contender of a single-flight test (the packages' protocol):
 #       waits for a line on stdin, then gets KEY with a compute step that
 #       sleeps 1 s and appends a line to RECORD, and prints "<how> <value>".
 
 # Writing from a shell, and where the commits happen.
 #
 # The mount commits a writing descriptor at every close() that follows a
-# change (a write, an xattr, an mtime), from whichever process closes it
-# (README "choices": several closes of one open file); only a close by
-# another process than the one that wrote last is ignored, and only once
-# something was written. A shell closes descriptors all the time:
-# `printf >&$fd` dups the descriptor onto 1 and closes the dup after the
-# builtin; every child it forks inherits the descriptor (bash does not mark
-# {fd} close-on-exec) and closes it when it exits, or at once with
-# `{fd}>&-`. So, in this order:
+# change (a write, an xattr, an mtime); only a close by another process
+# than the one that wrote (or, before any write, opened) is ignored. A
+# shell closes descriptors all the time: `printf >&$fd` dups the descriptor
+# onto 1 and closes the dup after the builtin; every child it forks inherits
+# the descriptor (bash does not mark {fd} close-on-exec) and closes it when
+# it exits, or at once with `{fd}>&-`. So, in this order:
 #   1. CMD writes to a file of its own, not to the descriptor: a CMD made of
 #      several writers (a function with two echos, a pipeline) would commit
 #      each part at each of their closes, a half-written version readers
 #      could see, and a CMD that fails half-way would have committed what it
 #      wrote. CMD runs with `{fd}>&-`: it does not get the lock's descriptor
 #      (a daemon it leaves behind would hold the lock).
-#   2. The tags and the expiry go on the descriptor before the content. The
-#      simple way would be to write, close, then `setfattr` the path: that
-#      commits the content untagged and retags it afterwards, and an
-#      `rmdir tags/t` landing in between misses the entry (it stays live,
-#      with content computed before the invalidation). Instead: while an
-#      entry created with O_EXCL is uncommitted, the mount sends xattrs set
-#      on its node, from any process, to its writer, and setfattr reaches
-#      that node through /proc/<shell pid>/fd/<fd>. Both attributes go in
-#      one setfattr (--restore), which gets its copy of the descriptor
-#      closed before it runs (`{fd}>&-`, a close while nothing has changed
-#      yet): a second setfattr, or any process closing a copy after the
-#      first setxattr, would commit an empty, tagged version (and release
-#      the lock).
-#   3. The value goes in with one `cat`, keeping its inherited copy of the
-#      descriptor (closing that copy before writing would be the close that
-#      commits the empty version). Its first close after writing, the
+#   2. The value goes in with one `cat`. Its first close after writing, the
 #      close of stdout that coreutils makes and checks at exit, commits
 #      content, tags and expiry together, in one version, and reports the
-#      commit's error (ENOSPC, EIO, ESTALE) as cat's exit status. Between
-#      the setfattr and the cat nothing forks.
-#   4. The shell closes its descriptor: nothing new, nothing committed.
+#      commit's error (ENOSPC, EIO, ESTALE) as cat's exit status.
+#   3. The shell closes its descriptor: nothing new, nothing committed.
+# An empty value writes nothing, so nothing would commit: `touch -c` the
+# descriptor's node through /proc/PID/fd/N instead (the mount takes
+# "mtime = now" on a writer as "expires its TTL from now", a change), and
+# the shell's own close commits. Without -c, touch would open the node for
+# writing: a second writer, committing an untagged empty version.
 
 _TC_WAIT_DEFAULT=30
 
@@ -101,20 +89,21 @@ _tc_cat() {
     return 2
 }
 
-# _tc_hex STRING: STRING's bytes in hex (setfattr's 0x value form, so that
-# any tag byte survives the --restore format).
-_tc_hex() {
-    printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
-}
-
-# _tc_check TAGS EXPIRE: refuses, before anything is locked, what the mount
-# would refuse with EINVAL or ENAMETOOLONG: once one attribute is on the
-# descriptor, a failing second one would leave it with a change that the
-# next close commits (an empty, tagged version).
+# _tc_check KEY TAGS EXPIRE: refuses, before anything is locked, what the
+# mount would refuse (EINVAL, ENAMETOOLONG) and what put/ cannot carry.
 _tc_check() {
-    local tags=$1 expire=$2 t
+    local key=$1 tags=$2 expire=$3 t
     if [[ -n $expire ]] && ! [[ $expire =~ ^[0-9]{1,10}$ ]] || ((10#${expire:-0} > 1 << 32)); then
         echo "tc_get_or_compute: EXPIRE must be seconds, 0 to 2^32: '$expire'" >&2
+        return 2
+    fi
+    if [[ -z $key || $key == */* || $key == . || $key == .. || $key == expire=* || $key == tags=* ]] ||
+        (($(LC_ALL=C; echo ${#key}) > 125)); then
+        echo "tc_get_or_compute: not a key put/ can write: '$key'" >&2
+        return 2
+    fi
+    if (($(LC_ALL=C; echo $((${#tags} + 5))) > 255)); then
+        echo "tc_get_or_compute: TAGS longer than 250 bytes" >&2
         return 2
     fi
     local IFS=,
@@ -130,24 +119,16 @@ _tc_check() {
     done
 }
 
-# _tc_store FD VALUE_FILE TAGS_HEX EXPIRE: sets tags and expiry on the
-# writing descriptor FD of this shell, writes VALUE_FILE into it (the
-# commit, at cat's close) and closes FD. Returns the commit's status.
+# _tc_store FD VALUE_FILE: writes VALUE_FILE into the writing descriptor FD
+# of this shell (the commit, at cat's close) and closes FD. Returns the
+# commit's status.
 _tc_store() {
-    local fd=$1 value=$2 tags_hex=$3 expire=$4 rc=0 attrs= pid=$BASHPID
-    [[ -n $tags_hex ]] && attrs+="user.tags=0x$tags_hex"$'\n'
-    [[ -n $expire ]] && attrs+="user.expire=\"$expire\""$'\n'
-    if [[ -n $attrs ]]; then
-        # Both attributes in one process, which does not hold FD.
-        setfattr --restore=- {fd}>&- <<EOF || rc=$?
-# file: /proc/$pid/fd/$fd
-$attrs
-EOF
-    fi
-    # No fork between the setfattr and this cat, and cat keeps its copy of
-    # FD (see above).
-    if ((rc == 0)); then
+    local fd=$1 value=$2 rc=0 pid=$BASHPID
+    if [[ -s $value ]]; then
         cat -- "$value" >&"$fd" || rc=$?
+    else
+        # Nothing to write: a change the shell's close below commits.
+        touch -c -- "/proc/$pid/fd/$fd" {fd}>&- || rc=$?
     fi
     exec {fd}>&-
     return "$rc"
@@ -186,13 +167,10 @@ _tc_get_or_compute() {
     set +e +o pipefail -o noclobber
     local scratch=$1 mnt=$2 key=$3 tags=$4 expire=$5
     shift 5
-    local path=$mnt/keys/$key
-    local hit_path=${TC_READ_MNT:+$TC_READ_MNT/keys/$key}
-    hit_path=${hit_path:-$path}
-    local value=$scratch/value tags_hex= rc fd deadline= stale_checked= now delay=5000 left
-    _tc_check "$tags" "$expire" || return
-    # Everything that forks is done before taking the lock.
-    [[ -n $tags ]] && tags_hex=$(_tc_hex "$tags")
+    _tc_check "$key" "$tags" "$expire" || return
+    local hit_path=${TC_READ_MNT:-$mnt}/keys/$key
+    local put=$mnt/put/${expire:+expire=$expire/}tags=$tags/$key
+    local value=$scratch/value rc fd deadline= now delay=5000 left
     TC_HOW=
     while :; do
         _tc_cat "$hit_path"
@@ -203,7 +181,7 @@ _tc_get_or_compute() {
             return 0
         fi
         ((rc == 1)) || return "$rc"
-        _tc_lock "$path" "$scratch"
+        _tc_lock "$put" "$scratch"
         rc=$?
         if ((rc == 0)); then
             fd=$TC_FD
@@ -214,20 +192,21 @@ _tc_get_or_compute() {
                 exec {fd}>&- # nothing written: nothing committed, lock released
                 return "$rc"
             fi
-            _tc_store "$fd" "$value" "$tags_hex" "$expire" || return
+            _tc_store "$fd" "$value" || return
             TC_HOW=computed
             cat -- "$value"
             return
         fi
         ((rc == 1)) || return "$rc"
-        # EEXIST: someone holds the single-flight lock, or committed just
-        # now. Or not: bash stats the name before its O_EXCL open, and just
-        # after an rmdir of one of its tags the kernel may still hold the
-        # name of an invalidated entry for a moment (the mount promises that
-        # open() fails at once, not stat). A name being computed is
-        # invisible to stat: serve stale only then; otherwise look again.
-        if [[ -z $stale_checked && ! -e $path ]]; then
-            stale_checked=1
+        # EEXIST: someone holds the single-flight lock, or committed just now.
+        if [[ -z $deadline ]]; then
+            _tc_cat "$hit_path"
+            rc=$?
+            if ((rc == 0)); then
+                TC_HOW=hit
+                return 0
+            fi
+            ((rc == 1)) || return "$rc"
             _tc_cat "$mnt/stale/$key"
             rc=$?
             if ((rc == 0)); then
@@ -235,8 +214,6 @@ _tc_get_or_compute() {
                 return 0
             fi
             ((rc == 1)) || return "$rc"
-        fi
-        if [[ -z $deadline ]]; then
             deadline=$(($(_tc_now) + $(_tc_us "${TC_WAIT:-$_TC_WAIT_DEFAULT}")))
         fi
         now=$(_tc_now)
@@ -248,11 +225,9 @@ _tc_get_or_compute() {
     done
     "$@" >|"$value" || return
     # Past the wait: a plain O_CREAT|O_TRUNC open, which the lock does not
-    # bind. Usually a new name, whose xattrs go to this writer; if the holder
-    # committed just now, this opens that live entry, and setfattr (another
-    # process) then sets the same tags on it before this write replaces it.
-    exec {fd}>|"$path" || return
-    _tc_store "$fd" "$value" "$tags_hex" "$expire" || return
+    # bind (the last commit wins).
+    exec {fd}>|"$put" || return
+    _tc_store "$fd" "$value" || return
     TC_HOW=fallback
     cat -- "$value"
 }
@@ -316,22 +291,16 @@ _tc_demo() {
     [[ $(ls "$mnt/tags/bio") == home && $(ls "$mnt/tags/blog-new") == home ]] || fail "tags"
     v=$(stat -c %Y "$mnt/keys/home")
     ((v >= now + ttl - 5 && v <= now + ttl + 5)) || fail "mtime $v, expected about $((now + ttl))"
-    v=$(getfattr --absolute-names --only-values -n user.expire "$mnt/keys/home")
-    ((v > ttl - 10 && v <= ttl)) || fail "user.expire $v"
-    echo "tagged blog-new,bio, expires in $v s"
+    echo "tagged blog-new,bio, expires in $((v - now)) s"
 
     rmdir "$mnt/tags/bio"
     # (An open, not a stat: the kernel may keep the name for a few ms more.)
     ! cat "$mnt/keys/home" 2>/dev/null || fail "keys/home survived rmdir tags/bio"
-    # The holder below takes the lock with bash's noclobber, which stats the
-    # name first: give the kernel the moment it may take to drop it.
-    local n=0
-    while [[ -e $mnt/keys/home ]] && ((n++ < 200)); do sleep 0.01; done
 
     # Served stale while another process holds the lock.
     (
         set -o noclobber
-        exec {holder}>"$mnt/keys/home"
+        exec {holder}>"$mnt/put/home"
         TC_WAIT=0.1 tc_get_or_compute "$mnt" home "blog-new,bio" $ttl render >"$out/3" {holder}>&-
         [[ $TC_HOW == stale ]] || fail "with a holder: $TC_HOW"
         cmp -s "$out/1" "$out/3" || fail "stale value differs"
@@ -362,6 +331,16 @@ _tc_demo() {
     [[ $(stat -c %Y "$mnt/keys/broken") == $((1 << 32)) ]] || fail "expire 0 is not never"
     echo "a failing compute caches nothing"
 
+    # An empty value is cached too, with its tags and expiry.
+    tc_get_or_compute "$mnt" empty "blog-new" $ttl true >"$out/6"
+    [[ ! -s $out/6 && $TC_HOW == computed ]] || fail "empty: $TC_HOW"
+    tc_get_or_compute "$mnt" empty "blog-new" $ttl true >"$out/6"
+    [[ ! -s $out/6 && $TC_HOW == hit ]] || fail "empty, again: $TC_HOW"
+    v=$(stat -c %Y "$mnt/keys/empty")
+    ((v >= now + ttl - 60 && v <= $(date +%s) + ttl + 5)) || fail "empty: mtime $v"
+    [[ $(ls "$mnt/tags/blog-new") == *empty* ]] || fail "keys/empty untagged"
+    echo "an empty value is cached"
+
     if tc_get_or_compute "$mnt" bad "ok" -1 echo x 2>/dev/null; then
         fail "EXPIRE -1 accepted"
     fi
@@ -370,7 +349,7 @@ _tc_demo() {
     # A holder that never finishes: past TC_WAIT, compute without the lock.
     (
         set -o noclobber
-        exec {holder}>"$mnt/keys/stuck"
+        exec {holder}>"$mnt/put/stuck"
         TC_WAIT=0.3 tc_get_or_compute "$mnt" stuck "blog-new" "" printf 'done anyway' >"$out/5" {holder}>&-
         [[ $TC_HOW == fallback && $(<"$out/5") == "done anyway" ]] || fail "stuck: $TC_HOW $(<"$out/5")"
     )
