@@ -59,13 +59,26 @@ pub(super) fn forget_serving(conn: u64) {
 
 /// Whether process `pid` is a tagcachefs daemon still running: not gone,
 /// not a zombie (a killed daemon whose stuck threads keep it from being
-/// reaped), its program ours.
+/// reaped), not dying (SIGKILL pending: its threads stuck in the kernel
+/// cannot take it), its program ours.
 fn alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
     let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
     if matches!(state, Some(Some('Z' | 'X')) | None) {
+        return false;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let killed = status.lines().any(|l| {
+        let pending = l
+            .strip_prefix("ShdPnd:")
+            .or_else(|| l.strip_prefix("SigPnd:"));
+        pending
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
+    });
+    if killed {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

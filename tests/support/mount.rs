@@ -183,6 +183,15 @@ pub struct Unmount(pub PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
+        // A mount whose daemon is dead (a killed daemon, a failed test):
+        // `tagcachefs unmount` aborts its connection first, so that no
+        // client stays blocked on it.
+        let _ = Command::new(BIN)
+            .arg("unmount")
+            .arg("--force")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
         unmount(&self.0);
     }
 }
