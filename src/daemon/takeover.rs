@@ -43,7 +43,9 @@ pub(super) fn record_serving(conn: u64, mount_point: &Path) {
         .recursive(true)
         .mode(0o700)
         .create(&dir);
-    let text = format!("{}\n{}\n", std::process::id(), mount_point.display());
+    let pid = std::process::id() as i32;
+    let started = start_time(pid).unwrap_or(0);
+    let text = format!("{pid}\n{started}\n{}\n", mount_point.display());
     if let Err(e) = std::fs::write(record_path(conn), text) {
         log::warn!(
             "recording the daemon of connection {conn} in {}: {e}",
@@ -55,6 +57,15 @@ pub(super) fn record_serving(conn: u64, mount_point: &Path) {
 /// Connection `conn` is served no more (a clean unmount).
 pub(super) fn forget_serving(conn: u64) {
     let _ = std::fs::remove_file(record_path(conn));
+}
+
+/// When process `pid` started (clock ticks after boot): with the pid, it
+/// names one process, also once pids wrap around.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    // Field 22 of stat; `rest` starts at field 3.
+    rest.split(' ').nth(19)?.parse().ok()
 }
 
 /// Whether process `pid` is a tagcachefs daemon still running: not gone,
@@ -90,8 +101,11 @@ fn alive(pid: i32) -> bool {
 /// with no record) a tagcachefs process whose command line names it.
 fn server_of(m: &FuseMount) -> Option<i32> {
     if let Ok(text) = std::fs::read_to_string(record_path(m.conn)) {
-        let pid = text.lines().next().and_then(|l| l.parse().ok())?;
-        return alive(pid).then_some(pid);
+        let mut lines = text.lines();
+        let pid = lines.next().and_then(|l| l.parse().ok())?;
+        let started: u64 = lines.next().and_then(|l| l.parse().ok())?;
+        // A pid used again since belongs to another process.
+        return (alive(pid) && start_time(pid) == Some(started)).then_some(pid);
     }
     let want = m.mount_point.as_os_str().as_bytes();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
