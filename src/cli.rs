@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::store::evict::MinFree;
+
 /// A tag-invalidated cache as a file system: entries are files under keys/,
 /// tags are directories under tags/, `rmdir tags/<t>` invalidates every
 /// entry carrying <t>.
@@ -36,6 +38,13 @@ pub enum Command {
         /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
+        /// Then evict the least recently used live entries until the
+        /// store's files occupy at most SIZE (K, M, G, T: powers of 1024).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+        /// Then evict until the file system has SIZE or PCT% free.
+        #[arg(long, value_name = "SIZE|PCT%", value_parser = parse_min_free)]
+        min_free: Option<MinFree>,
     },
     /// Unmount a tagcachefs mount point; one whose daemon is dead has its
     /// FUSE connection aborted first, so that no client stays blocked.
@@ -155,15 +164,30 @@ pub struct MountArgs {
     /// Every commit and invalidation is on disk when its call returns
     /// (fsync of the version and its directories); fsync(2) on a writing
     /// descriptor flushes what it wrote so far.
-    #[arg(long)]
+    #[arg(long, help_heading = "Caching")]
     pub durable: bool,
+    /// Bound the store: a commit returns only once the store's files fit
+    /// in SIZE (K, M, G, T: powers of 1024), evicting what is dead, then
+    /// the least recently used live entries. Give every mount of a store
+    /// the same bound.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Caching")]
+    pub max_size: Option<u64>,
+    /// Keep SIZE (or PCT% of it) free on the store's file system, evicting
+    /// as --max-size does.
+    #[arg(long, value_name = "SIZE|PCT%", value_parser = parse_min_free, help_heading = "Caching")]
+    pub min_free: Option<MinFree>,
+    /// The background sweep evicts down to LOW% of the bound once the
+    /// store passes HIGH%.
+    #[arg(long, value_name = "LOW,HIGH", value_parser = parse_watermarks, default_value = "90,95", help_heading = "Caching")]
+    pub watermarks: (f64, f64),
     /// Write the daemon's log here (it goes nowhere in the background
     /// otherwise; RUST_LOG sets the level).
     #[arg(long, value_name = "PATH", help_heading = "Logging")]
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as mount(8) and fstab pass them:
     /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
-    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, metrics_addr=ADDR, ro,
+    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, max_size=SIZE, min_free=SIZE|PCT%,
+    /// watermarks=LOW,HIGH, metrics_addr=ADDR, ro,
     /// the generic rw, nosuid, nodev, noexec, noatime, … (passed on), and
     /// what mount(8) and systemd add (nofail, noauto, _netdev, x-*,
     /// comment=…: ignored).
@@ -191,6 +215,10 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
     pub max_nodes: Option<usize>,
     pub durable: bool,
+    pub max_size: Option<u64>,
+    pub min_free: Option<MinFree>,
+    /// The background sweep's low and high watermarks, fractions of the bound.
+    pub watermarks: (f64, f64),
     /// Where to serve the metrics over HTTP (a loopback address).
     pub metrics_addr: Option<SocketAddr>,
     /// Generic kernel mount flags passed on (nosuid, nodev, noexec, …).
@@ -240,6 +268,9 @@ impl MountArgs {
             log_file: self.log_file.clone(),
             max_nodes: self.max_nodes,
             durable: self.durable,
+            max_size: self.max_size,
+            min_free: self.min_free,
+            watermarks: self.watermarks,
             metrics_addr: self.metrics_addr,
             flags: Vec::new(),
         };
@@ -265,6 +296,9 @@ impl MountArgs {
                 "default_expire" => c.default_expire = number()?,
                 "cleanup_interval" => c.cleanup_interval = number()?,
                 "max_nodes" => c.max_nodes = Some(number()? as usize),
+                "max_size" => c.max_size = Some(parse_size(value.unwrap_or_default())?),
+                "min_free" => c.min_free = Some(parse_min_free(value.unwrap_or_default())?),
+                "watermarks" => c.watermarks = parse_watermarks(value.unwrap_or_default())?,
                 "cache_timeout" => {
                     let v = value
                         .and_then(|v| v.parse().ok())
@@ -297,6 +331,64 @@ impl MountArgs {
         }
         Ok(c)
     }
+}
+
+/// A size: bytes, or with a suffix K, M, G, T (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{text:?}: a size is a number with K, M, G or T")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: a size is a number with K, M, G or T"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{text:?}: not a size"))
+}
+
+/// `--min-free`: a size, or a percentage of the file system (`10%`).
+pub fn parse_min_free(text: &str) -> Result<MinFree, String> {
+    match text.trim().strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?}: a percentage is a number and %"))?;
+            if !(0.0..100.0).contains(&p) {
+                return Err(format!("{text:?}: a percentage below 100"));
+            }
+            Ok(MinFree::Percent(p))
+        }
+        None => parse_size(text).map(MinFree::Bytes),
+    }
+}
+
+/// `--watermarks LOW,HIGH` in percent of the bound.
+pub fn parse_watermarks(text: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("{text:?}: watermarks are LOW,HIGH percentages, LOW < HIGH <= 100");
+    let (low, high) = text.split_once(',').ok_or_else(bad)?;
+    let (low, high): (f64, f64) = (
+        low.trim().parse().map_err(|_| bad())?,
+        high.trim().parse().map_err(|_| bad())?,
+    );
+    if !(0.0 < low && low < high && high <= 100.0) {
+        return Err(bad());
+    }
+    Ok((low / 100.0, high / 100.0))
 }
 
 fn seconds(v: f64) -> Result<Duration, String> {

@@ -16,7 +16,12 @@ fn main() -> ExitCode {
     } else {
         let cli = Cli::parse();
         match cli.command {
-            Some(Command::Cleanup { store, json }) => report::cleanup(&store, json),
+            Some(Command::Cleanup {
+                store,
+                json,
+                max_size,
+                min_free,
+            }) => report::cleanup(&store, json, max_size, min_free),
             Some(Command::Stats { path, json, format }) => {
                 report::stats(&path, if json { StatsFormat::Json } else { format })
             }

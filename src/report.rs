@@ -9,9 +9,36 @@ use crate::cli::{Cli, StatsFormat};
 use crate::exit::{Code, Failure};
 use crate::store::Store;
 
-pub fn cleanup(path: &Path, json: bool) -> Result<(), Failure> {
-    let store = Store::open_existing(path).map_err(Failure::store)?;
-    let r = store.cleanup().map_err(|e| e.to_string())?;
+pub fn cleanup(
+    path: &Path,
+    json: bool,
+    max_size: Option<u64>,
+    min_free: Option<crate::store::evict::MinFree>,
+) -> Result<(), Failure> {
+    let bound = crate::store::evict::Bound {
+        max_size,
+        min_free,
+        young: std::time::Duration::ZERO,
+        low: 0.9,
+        high: 0.95,
+    };
+    let store = Store::open_existing(path)
+        .and_then(|s| s.bounded(bound))
+        .map_err(Failure::store)?;
+    let mut r = store.cleanup().map_err(|e| e.to_string())?;
+    let before = store.evictions();
+    let dead_before = before.expired.load(std::sync::atomic::Ordering::Relaxed)
+        + before
+            .invalidated
+            .load(std::sync::atomic::Ordering::Relaxed);
+    let (evicted, bytes) = store.evict_to_bound().map_err(|e| e.to_string())?;
+    let after = store.evictions();
+    let dead = after.expired.load(std::sync::atomic::Ordering::Relaxed)
+        + after.invalidated.load(std::sync::atomic::Ordering::Relaxed)
+        - dead_before;
+    r.entries += dead;
+    r.evicted = evicted - dead;
+    r.evicted_bytes = bytes;
     if json {
         println!("{}", serde_json::to_string(&r).expect("plain struct"));
     } else {
@@ -19,6 +46,12 @@ pub fn cleanup(path: &Path, json: bool) -> Result<(), Failure> {
             "removed {} entries ({} bytes), {} tag links, {} empty tag directories, {} tmp files",
             r.entries, r.bytes, r.tag_links, r.tag_dirs, r.tmp_files
         );
+        if r.evicted > 0 {
+            println!(
+                "evicted {} live entries ({} bytes) to fit the bound",
+                r.evicted, r.evicted_bytes
+            );
+        }
     }
     Ok(())
 }

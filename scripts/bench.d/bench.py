@@ -24,6 +24,7 @@ import time
 from mounts import MOUNTS, Floor, Tagcachefs, populate, proc_status, wait_idle
 from params import ENTRY, FULL, QUICK, content, log, name
 from report import Report, Table, environment
+from rows.bounded import Bounded
 from rows.commits import Commits
 from rows.hits import Hits
 from rows.listings import Listings
@@ -35,7 +36,7 @@ from rows.scale import Scale
 from workloads import check_content, open_diskcache
 
 
-class Bench(Hits, Misses, Reads, Commits, Rmdirs, Scale, Listings, RequestCounts, Report):
+class Bench(Hits, Misses, Reads, Commits, Bounded, Rmdirs, Scale, Listings, RequestCounts, Report):
     """One run: the paths every row compares (made by setup), the table
     the rows add to and the tables below it. Each group of rows is a base
     class of its own, in rows/."""
@@ -117,7 +118,7 @@ def main():
     ap.add_argument("--runs", type=int, help="best of how many runs")
     ap.add_argument("--seconds", type=float, help="length of one throughput run")
     ap.add_argument("--sizes", help="store sizes of the scale rows, comma-separated")
-    ap.add_argument("--only", help="comma-separated phases: hits,misses,big,commit,rmdir,scale,requests")
+    ap.add_argument("--only", help="comma-separated phases: hits,misses,big,commit,bounded,rmdir,scale,requests")
     ap.add_argument("--daemon-args", default="", help="extra tagcachefs options, e.g. '--max-nodes 18000'")
     ap.add_argument("--out", help="also write the report here (default target/bench-last.txt)")
     a = ap.parse_args()
@@ -136,7 +137,7 @@ def main():
         a.diskcache = True
     except ImportError:
         a.diskcache = False
-    phases = ["hits", "misses", "big", "commit", "rmdir", "scale", "requests"]
+    phases = ["hits", "misses", "big", "commit", "bounded", "rmdir", "scale", "requests"]
     only = a.only.split(",") if a.only else phases
 
     def on_signal(sig, _frame):
@@ -150,7 +151,7 @@ def main():
         for ph in phases:
             if ph in only:
                 {"hits": bench.hits, "misses": bench.misses, "big": bench.big_reads,
-                 "commit": bench.commits, "rmdir": bench.rmdirs, "scale": bench.scale,
+                 "commit": bench.commits, "bounded": bench.bounded, "rmdir": bench.rmdirs, "scale": bench.scale,
                  "requests": bench.request_counts}[ph]()
         report = bench.report(started)
     finally:

@@ -129,7 +129,7 @@ def wait_idle(pid, quiet=0.6, timeout=600):
 
 
 class Tagcachefs:
-    def __init__(self, args, store, tag, env=None, log_file=None):
+    def __init__(self, args, store, tag, env=None, log_file=None, extra=()):
         self.store = store
         self.mnt = os.path.join(args.work, f"{tag}-mnt")
         self.fast = os.path.join(args.work, f"{tag}-fast")
@@ -148,7 +148,7 @@ class Tagcachefs:
         ]
         if log_file:
             cmd += ["--log-file", log_file]
-        cmd += args.daemon_args.split()
+        cmd += args.daemon_args.split() + list(extra)
         self.points = [self.mnt, self.fast]
         # The serving process logs its INIT to the caller's stderr before it
         # detaches: keep that out of the report.

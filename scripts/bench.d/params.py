@@ -14,6 +14,7 @@ FULL = dict(
     sizes=[1_000, 100_000, 1_000_000],  # store sizes of the scale rows
     ls_sizes=[1_000, 100_000],  # store sizes of the ls -l rows
     probe_ops=1_000,  # ops per request-count probe
+    bound=64 << 20,  # --max-size of the bounded-store row
 )
 QUICK = dict(
     hot=1_000,
@@ -25,6 +26,7 @@ QUICK = dict(
     sizes=[200, 1_000, 2_000],
     ls_sizes=[1_000],
     probe_ops=100,
+    bound=4 << 20,
 )
 ENTRY = 4096
 FILLER = 64  # size of the filler entries of the scale stores

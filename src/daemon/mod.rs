@@ -32,9 +32,16 @@ use crate::fuse::Kernel;
 use crate::store::Store;
 
 pub fn run(config: MountConfig) -> Result<(), Failure> {
+    let bound = crate::store::evict::Bound {
+        max_size: config.max_size,
+        min_free: config.min_free,
+        young: config.cache_timeout,
+        low: config.watermarks.0,
+        high: config.watermarks.1,
+    };
     let store = Store::open(&config.store)
-        .map_err(Failure::store)?
-        .durable(config.durable);
+        .and_then(|s| s.durable(config.durable).bounded(bound))
+        .map_err(Failure::store)?;
     // A mount point whose daemon is dead is taken over, its clients freed.
     for path in std::iter::once(&config.mountpoint).chain(&config.read_mount) {
         takeover::take_over(path).map_err(|e| Failure::new(Code::MountPoint, e))?;
@@ -243,9 +250,28 @@ fn serve(
                 if let Err(e) = sweeper.store().cleanup() {
                     log::error!("cleanup: {e}");
                 }
+                // The ledger's drift (crashes, other programs) corrected.
+                if let Err(e) = sweeper.store().recount_size() {
+                    log::error!("counting the store's size: {e}");
+                }
             }
         })
         .map_err(|e| e.to_string())?;
+    if config.max_size.is_some() || config.min_free.is_some() {
+        // Between the watermarks, so that most commits find room at once.
+        let store_fs = kernel.fs().clone();
+        std::thread::Builder::new()
+            .name("evict".into())
+            .spawn(move || {
+                loop {
+                    store_fs.store().wait_for_sweep(Duration::from_millis(100));
+                    if let Err(e) = store_fs.store().sweep_to_watermark() {
+                        log::error!("evicting to the low watermark: {e}");
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
 
     // fuser unmounts a session's mount point by path when its handle drops,
     // even after an external umount, which would take down a new mount made

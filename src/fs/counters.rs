@@ -67,6 +67,8 @@ impl Fs {
             .iter()
             .map(|m| m.nodes.lock().unwrap().pinned_count())
             .sum();
+        let e = self.store.evictions();
+        let size = self.store.size_figures();
         let value = serde_json::json!({
             "store": self.store.path(),
             "hits": hits,
@@ -81,6 +83,15 @@ impl Fs {
             "torn": get(&c.torn),
             "kernel_nodes": nodes,
             "pinned_versions": pinned,
+            "evictions_size": get(&e.size),
+            "evictions_min_free": get(&e.min_free),
+            "evictions_expired": get(&e.expired),
+            "evictions_invalidated": get(&e.invalidated),
+            "evicted_bytes": get(&e.bytes),
+            "eviction_waits": get(&e.waits),
+            "eviction_wait_seconds": get(&e.wait_ns) as f64 / 1e9,
+            "size_bytes": size.map(|(f, _)| f.used),
+            "max_size_bytes": size.and_then(|(_, b)| b.max_size),
         });
         format!("{value:#}\n")
     }

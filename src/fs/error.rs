@@ -53,6 +53,7 @@ impl FsError {
                 S::NoXattrs(_) => libc::EOPNOTSUPP,
                 S::NoEntry(_) | S::NoTag(_) => libc::ENOENT,
                 S::Invalidated(_) => libc::ESTALE,
+                S::TooBig { .. } => libc::EFBIG,
             },
             FsError::NotFound => libc::ENOENT,
             FsError::Exists => libc::EEXIST,
@@ -77,7 +78,12 @@ impl FsError {
     /// expected answers (misses, refusals of bad input) are not.
     pub fn is_fault(&self) -> bool {
         match self {
-            FsError::Store(e) | FsError::Listing(e) => matches!(e, store::Error::Io { .. }),
+            // An entry too large for the bound is the caller's, like bad
+            // input (the later commit of its descriptor carries the errno).
+            FsError::Store(e) | FsError::Listing(e) => match e {
+                store::Error::Io { source, .. } => source.raw_os_error() != Some(libc::EFBIG),
+                _ => false,
+            },
             _ => false,
         }
     }

@@ -128,6 +128,7 @@ impl Mount<'_> {
             // gone.
             if v.meta.is_live() || self.target(&node)?.is_some() {
                 bump(&fs.counters.hits);
+                self.store().note_use(&v.file, &v.meta);
                 return Ok(Opened {
                     noflush: true,
                     ..Opened::direct(self.new_handle(Handle::Reader(v.file)))
@@ -324,6 +325,11 @@ impl super::Fs {
     /// and descriptors opened before keep reading it once it is gone from
     /// the store.
     pub(super) fn pin_for_readers(&self, old: Version) {
+        // An invalidated version stays gone: an open of its node must not
+        // find it again because a commit replaced it later.
+        if !old.meta.is_live() {
+            return;
+        }
         for mount in &self.mounts {
             let mut nodes = mount.nodes.lock().unwrap();
             if let Some(id) = nodes.find(old.meta.ino, old.meta.ver)

@@ -139,6 +139,11 @@ impl Mount<'_> {
                     fs.note_torn(name, &v.meta);
                 }
                 let version = version.filter(|v| v.meta.is_live());
+                if let Some(v) = &version {
+                    // The fast view's hits come back here once per entry
+                    // timeout: its recency.
+                    store.note_use(&v.file, &v.meta);
+                }
                 let version = match (parent, version) {
                     (Kind::Tag(t), Some(v)) if !v.meta.tags().iter().any(|x| **x == **t) => None,
                     (_, v) => v,

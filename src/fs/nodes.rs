@@ -676,6 +676,8 @@ mod tests {
             blocks: 8,
             nlink: 1,
             expiry: Time::NEVER,
+            atime: Time::at(0),
+            born: Time::at(0),
             record: None,
         }
     }

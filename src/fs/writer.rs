@@ -27,6 +27,10 @@ pub struct Writer {
     draft: Option<Draft>,
     /// Committed content a new draft starts from (`None`: empty).
     base: Option<File>,
+    /// The version this descriptor last committed, by identity (`ino`,
+    /// `ver`): a later write continues it, reopened then. Not kept open, so
+    /// that evicting it frees its blocks at once.
+    committed: Option<(u64, u64)>,
     size: u64,
     append: bool,
     /// Set on this descriptor; `None` keeps what the entry had.
@@ -71,6 +75,7 @@ impl Writer {
             pid,
             draft: None,
             base,
+            committed: None,
             size,
             append,
             tags: None,
@@ -144,6 +149,15 @@ impl Writer {
 
     fn draft(&mut self, store: &Store) -> Result<&Draft> {
         if self.draft.is_none() {
+            if let Some((ino, ver)) = self.committed.take() {
+                let tags = self.inherited_tags.clone();
+                let v = store.find_version(&self.name, &tags, ino, ver)?;
+                // Evicted or invalidated since: there is nothing to continue.
+                let v = v.ok_or_else(|| {
+                    crate::store::Error::Invalidated(String::from_utf8_lossy(&self.name).into())
+                })?;
+                self.base = Some(v.file);
+            }
             let draft = match &self.base {
                 Some(base) => store.draft_from(base)?,
                 None => store.new_draft()?,
@@ -164,7 +178,11 @@ impl Writer {
             return Err(lost_err(errno));
         }
         let at = if self.append { self.size } else { offset };
-        let written = self.draft(store).and_then(|d| {
+        let end = (at + data.len() as u64).max(self.size);
+        let written = self.draft(store).map(drop).and_then(|()| {
+            let d = self.draft.as_mut().expect("made above");
+            // Room first (a bounded store evicts for it), then the bytes.
+            store.reserve(d, end)?;
             d.file()
                 .write_all_at(data, at)
                 .map_err(|e| io_err(e, "writing a draft"))
@@ -185,10 +203,11 @@ impl Writer {
     }
 
     pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let file = match (&self.draft, &self.base) {
-            (Some(d), _) => d.file(),
-            (None, Some(_)) => self.draft(store)?.file(),
-            (None, None) => return Ok(Vec::new()),
+        let continues = self.base.is_some() || self.committed.is_some();
+        let file = match &self.draft {
+            Some(d) => d.file(),
+            None if continues => self.draft(store)?.file(),
+            None => return Ok(Vec::new()),
         };
         crate::store::read_at(file, offset, size).map_err(|e| io_err(e, "reading a draft"))
     }
@@ -199,6 +218,7 @@ impl Writer {
     pub fn truncate(&mut self, store: &Store, size: u64) -> Result<()> {
         if size == 0 && self.draft.is_none() {
             self.base = None;
+            self.committed = None;
         } else {
             self.draft(store)?
                 .file()
@@ -300,7 +320,8 @@ impl Writer {
         let mut published = result?;
         // From here on the version is committed: nothing may fail any more.
         self.held = std::mem::take(&mut published.held);
-        self.base = published.version.file.try_clone().ok();
+        self.base = None;
+        self.committed = Some((published.version.meta.ino, published.version.meta.ver));
         self.size = published.version.meta.size;
         self.inherited_tags = tags;
         self.inherited_ttl = Some(ttl);

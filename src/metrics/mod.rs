@@ -68,6 +68,7 @@ const LOOKUPS: &str = "Lookups and read opens of entries on the full mount, by r
 const ENTRIES: &str =
     "Entries in the store: live, or stale (expired or invalidated, until cleanup).";
 const BYTES: &str = "Bytes of the entries in the store, live or stale.";
+const EVICTIONS: &str = "Entries removed to keep the store within its bound: live ones by size or free space, dead ones (expired, invalidated) first.";
 
 /// Every sample, in the order printed. Adding a counter is one line here.
 #[rustfmt::skip]
@@ -83,6 +84,15 @@ pub const SAMPLES: &[Sample] = &[
     gauge("daemon.kernel_nodes", "kernel_nodes", "", "Entry nodes the kernel holds over the daemon's mounts."),
     gauge("daemon.pinned_versions", "pinned_versions", "", "Replaced versions held open for nodes the kernel still holds (bounded)."),
     counter("daemon.torn", "torn_versions_total", "", "Sightings of versions whose size is not their committed length (never served)."),
+    counter("daemon.evictions_size", "evictions_total", r#"reason="size""#, EVICTIONS),
+    counter("daemon.evictions_min_free", "evictions_total", r#"reason="min_free""#, EVICTIONS),
+    counter("daemon.evictions_expired", "evictions_total", r#"reason="expired""#, EVICTIONS),
+    counter("daemon.evictions_invalidated", "evictions_total", r#"reason="invalidated""#, EVICTIONS),
+    counter("daemon.evicted_bytes", "evicted_bytes_total", "", "Bytes freed by eviction."),
+    counter("daemon.eviction_waits", "eviction_waits_total", "", "Commits (reservations) that waited for eviction to make room."),
+    counter("daemon.eviction_wait_seconds", "eviction_wait_seconds_total", "", "Time commits spent waiting for room."),
+    gauge("daemon.size_bytes", "size_bytes", "", "What the store's files occupy, by the size ledger (with drafts' reservations)."),
+    gauge("daemon.max_size_bytes", "max_size_bytes", "", "The bound (--max-size)."),
     gauge("entries", "store_entries", r#"state="live""#, ENTRIES),
     gauge("stale_entries", "store_entries", r#"state="stale""#, ENTRIES),
     gauge("bytes", "store_bytes", r#"state="live""#, BYTES),

@@ -20,6 +20,9 @@ pub struct CleanupReport {
     pub tag_links: u64,
     pub tag_dirs: u64,
     pub tmp_files: u64,
+    /// Live entries evicted to bring the store within its bound.
+    pub evicted: u64,
+    pub evicted_bytes: u64,
 }
 
 /// What the store holds.
@@ -35,7 +38,7 @@ pub struct StoreStats {
 /// Removes `name` (a directory in `parent`) and everything in it. Loops until
 /// the directory itself is gone, so a link added while it was being emptied
 /// is removed too.
-pub(super) fn remove_tree(parent: BorrowedFd, name: &str) -> io::Result<()> {
+pub(super) fn remove_tree(store: &Store, parent: BorrowedFd, name: &str) -> io::Result<()> {
     loop {
         let dir = match sys::open_dir(parent, name) {
             Ok(d) => d,
@@ -46,10 +49,10 @@ pub(super) fn remove_tree(parent: BorrowedFd, name: &str) -> io::Result<()> {
             let Some(child) = sys::as_str(&child) else {
                 continue;
             };
-            match sys::unlinkat(dir.as_fd(), child, false) {
-                Ok(()) => {}
+            match store.unlink_counted(dir.as_fd(), child) {
+                Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-                    remove_tree(dir.as_fd(), child)?
+                    remove_tree(store, dir.as_fd(), child)?
                 }
                 Err(e) if is_absent(&e) => {}
                 Err(e) => return Err(e),
@@ -135,7 +138,7 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
             let is_dir =
                 sys::lstatat(tmp, name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
             if is_dir {
-                remove_tree(tmp, name).at(shown)?;
+                remove_tree(store, tmp, name).at(shown)?;
                 report.tmp_files += 1;
             }
             continue;
@@ -157,8 +160,8 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
             Ok(st) if st.st_ino == ino => {}
             _ => continue,
         }
-        match sys::unlinkat(tmp, name, false) {
-            Ok(()) => report.tmp_files += 1,
+        match store.unlink_counted(tmp, name) {
+            Ok(_) => report.tmp_files += 1,
             Err(e) if is_absent(&e) => {}
             Err(e) => return Err(e).at(shown),
         }
@@ -211,8 +214,8 @@ fn clean_tag_dir(
             if !links_ok {
                 invalid.insert(st.st_ino);
             }
-            match sys::unlinkat(ss_dir.as_fd(), link, false) {
-                Ok(()) => report.tag_links += 1,
+            match store.unlink_counted(ss_dir.as_fd(), link) {
+                Ok(_) => report.tag_links += 1,
                 Err(e) if is_absent(&e) => {}
                 Err(e) => return Err(e).at(shown),
             }
@@ -260,7 +263,7 @@ fn clean_key(
     if !dead || !sys::try_flock(version.as_fd(), true).at(shown)? {
         return Ok(());
     }
-    if reap(store, bucket.as_fd(), file, meta.ino, shown)? {
+    if reap(store, bucket.as_fd(), file, meta.ino, shown)?.is_some() {
         report.entries += 1;
         report.bytes += meta.size;
     }
@@ -268,7 +271,8 @@ fn clean_key(
 }
 
 /// Removes the version at `file` in `bucket` if it is still inode `ino`
-/// (judged dead by the caller); `true` if it was removed.
+/// (judged dead by the caller): the bytes that freed (0 while other names
+/// of it remain), or `None` if it was not removed.
 ///
 /// It is moved out first, then checked: a commit may have renamed a new
 /// version onto the name in between, and that one is put back (unless an
@@ -279,11 +283,11 @@ pub(super) fn reap(
     file: &str,
     ino: u64,
     shown: impl Fn() -> String,
-) -> Result<bool> {
+) -> Result<Option<u64>> {
     let reap = store.unique("reap");
     match sys::renameat(bucket, file, store.tmp.as_fd(), &reap, 0) {
         Ok(()) => {}
-        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) if is_absent(&e) => return Ok(None),
         Err(e) => return Err(e).at(&shown),
     }
     let moved = sys::lstatat(store.tmp.as_fd(), &reap).at(|| store.show_tmp(&reap))?;
@@ -295,13 +299,83 @@ pub(super) fn reap(
             file,
             libc::RENAME_NOREPLACE,
         ) {
-            Ok(()) => return Ok(false),
+            Ok(()) => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e).at(&shown),
         }
     }
-    sys::unlinkat(store.tmp.as_fd(), &reap, false).at(|| store.show_tmp(&reap))?;
-    Ok(moved.st_ino == ino)
+    let freed = store
+        .unlink_counted(store.tmp.as_fd(), &reap)
+        .at(|| store.show_tmp(&reap))?;
+    Ok((moved.st_ino == ino).then_some(freed))
+}
+
+/// What the store's files occupy: the blocks of the regular files under
+/// data/ and tmp/, each inode once (every name counts its share, blocks /
+/// links), plus what drafts have reserved beyond their size. One bucket at
+/// a time: memory stays flat.
+pub(super) fn disk_usage(store: &Store) -> Result<u64> {
+    let share = |st: &libc::stat| {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return 0;
+        }
+        st.st_blocks as u64 * 512 / st.st_nlink.max(1)
+    };
+    let mut total = 0u64;
+    store.walk_buckets(|rel, file| {
+        let Some(file) = sys::as_str(file) else {
+            return Ok(());
+        };
+        let path = format!("{rel}/{file}");
+        if file.starts_with("key:") {
+            if let Ok(st) = sys::lstatat(store.data.as_fd(), &path) {
+                total += share(&st);
+            }
+        } else if file.starts_with("tag:") {
+            total += links_usage(store, &path, &share);
+        }
+        Ok(())
+    })?;
+    for (name, _) in sys::read_dir_inos(store.tmp.as_fd()).at(|| store.show_tmp(""))? {
+        let Some(name) = sys::as_str(&name) else {
+            continue;
+        };
+        let Ok(st) = sys::lstatat(store.tmp.as_fd(), name) else {
+            continue;
+        };
+        total += share(&st);
+        if name.starts_with("w.")
+            && let Ok(f) = sys::open_file(store.tmp.as_fd(), name)
+            && let Ok(Some(r)) = sys::fgetxattr(f.as_fd(), super::RESERVED)
+            && let Some(reserved) = std::str::from_utf8(&r)
+                .ok()
+                .and_then(|r| r.parse::<u64>().ok())
+        {
+            total += reserved.saturating_sub(st.st_blocks as u64 * 512);
+        }
+    }
+    Ok(total)
+}
+
+fn links_usage(store: &Store, tag_rel: &str, share: &dyn Fn(&libc::stat) -> u64) -> u64 {
+    let Ok(tag_dir) = sys::open_dir(store.data.as_fd(), tag_rel) else {
+        return 0;
+    };
+    let mut total = 0;
+    for ss in sys::read_dir(tag_dir.as_fd()).unwrap_or_default() {
+        let Some(ss) = sys::as_str(&ss) else { continue };
+        let Ok(ss_dir) = sys::open_dir(tag_dir.as_fd(), ss) else {
+            continue;
+        };
+        for link in sys::read_dir(ss_dir.as_fd()).unwrap_or_default() {
+            if let Some(link) = sys::as_str(&link)
+                && let Ok(st) = sys::lstatat(ss_dir.as_fd(), link)
+            {
+                total += share(&st);
+            }
+        }
+    }
+    total
 }
 
 pub(super) fn stats(store: &Store) -> Result<StoreStats> {

@@ -22,6 +22,8 @@ pub enum Error {
     NoTag(String),
     #[error("entry \"{0}\" was invalidated while it was being re-committed")]
     Invalidated(String),
+    #[error("an entry of {size} bytes does not fit the store's bound of {bound} bytes")]
+    TooBig { size: u64, bound: u64 },
 }
 
 impl Error {
@@ -29,6 +31,7 @@ impl Error {
     pub fn os_error(&self) -> Option<i32> {
         match self {
             Error::Io { source, .. } => source.raw_os_error(),
+            Error::TooBig { .. } => Some(libc::EFBIG),
             _ => None,
         }
     }

@@ -15,7 +15,9 @@
 
 mod cleanup;
 pub mod error;
+pub mod evict;
 pub mod layout;
+pub mod ledger;
 mod sys;
 pub mod walk;
 
@@ -34,6 +36,10 @@ pub use sys::os;
 
 /// The user xattr that holds an entry's record.
 const RECORD: &CStr = c"user.tagcache";
+/// On a draft: the bytes it has reserved in the ledger (for a re-count).
+const RESERVED: &CStr = c"user.tagcache.reserved";
+/// The size ledger, beside data/ and tmp/.
+const LEDGER: &str = "ledger";
 
 /// A point in time on the store host's CLOCK_REALTIME.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,8 +78,21 @@ impl Time {
         }
     }
 
+    /// The time `ns` nanoseconds after the epoch.
+    pub fn from_ns(ns: u64) -> Time {
+        Time {
+            sec: (ns / 1_000_000_000) as i64,
+            nsec: (ns % 1_000_000_000) as i64,
+        }
+    }
+
     pub fn is_never(&self) -> bool {
         self.sec >= NEVER
+    }
+
+    /// Seconds from `earlier` to this time (negative if it is later).
+    pub fn secs_since(&self, earlier: Time) -> f64 {
+        (self.sec - earlier.sec) as f64 + (self.nsec - earlier.nsec) as f64 / 1e9
     }
 
     /// Seconds from now until this time (0 if past), as a float.
@@ -216,6 +235,15 @@ impl Record {
     }
 }
 
+/// The ledger at `STORE/ledger`, if a bounded mount made one.
+fn open_ledger(root: BorrowedFd) -> std::io::Result<Option<Arc<ledger::Ledger>>> {
+    match sys::open_beneath(root, LEDGER, libc::O_RDWR, 0) {
+        Ok(fd) => Ok(Some(Arc::new(ledger::Ledger::new(fd.into())))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A new version id: random, never 0.
 fn new_ver() -> u64 {
     let mut buf = [0u8; 8];
@@ -244,6 +272,10 @@ pub struct Meta {
     pub blocks: u64,
     pub nlink: u64,
     pub expiry: Time,
+    /// The last use a mount recorded (`Store::note_use`).
+    pub atime: Time,
+    /// When this version was made: its birth time, else its ctime.
+    pub born: Time,
     pub record: Option<Record>,
 }
 
@@ -252,6 +284,14 @@ impl Meta {
         Meta {
             ino: st.st_ino,
             ver,
+            atime: Time {
+                sec: st.st_atime,
+                nsec: st.st_atime_nsec,
+            },
+            born: Time {
+                sec: st.st_ctime,
+                nsec: st.st_ctime_nsec,
+            },
             regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
@@ -271,7 +311,11 @@ impl Meta {
             Some(r) if r.ver != 0 => r.ver,
             _ => btime.unwrap_or(0),
         };
-        Meta::from_stat(st, record, ver)
+        let mut meta = Meta::from_stat(st, record, ver);
+        if let Some(b) = btime {
+            meta.born = Time::from_ns(b);
+        }
+        meta
     }
 
     pub fn is_live_at(&self, now: Time) -> bool {
@@ -343,6 +387,11 @@ pub struct Draft {
     committed: bool,
     /// The id the version gets when this draft is committed.
     ver: u64,
+    /// Its inode number.
+    ino: u64,
+    /// Bytes reserved for it in the ledger (given back when it goes).
+    reserved: u64,
+    ledger: Option<Arc<ledger::Ledger>>,
 }
 
 impl Draft {
@@ -360,6 +409,12 @@ impl Drop for Draft {
     fn drop(&mut self) {
         if !self.committed {
             let _ = sys::unlinkat(self.tmp.as_fd(), &self.name, false);
+            // Its reservation covered its blocks: both go.
+            if let Some(ledger) = &self.ledger
+                && self.reserved > 0
+            {
+                let _ = ledger.adjust(0, self.reserved);
+            }
         }
     }
 }
@@ -432,6 +487,11 @@ pub struct Store {
     counter: AtomicU64,
     /// Every commit and invalidation is on disk when it returns.
     durable: bool,
+    /// The size ledger, once a bounded mount made it.
+    ledger: Option<Arc<ledger::Ledger>>,
+    /// `--max-size`, `--min-free`.
+    bound: Option<evict::Bound>,
+    evictor: evict::Evictor,
 }
 
 impl Store {
@@ -449,6 +509,9 @@ impl Store {
             tmp: Arc::new(tmp),
             counter: AtomicU64::new(0),
             durable: false,
+            ledger: open_ledger(root.as_fd()).at(|| format!("{}/{LEDGER}", shown()))?,
+            bound: None,
+            evictor: evict::Evictor::default(),
         };
         let probe = store.new_draft()?;
         match sys::fsetxattr(probe.file.as_fd(), RECORD, b"probe") {
@@ -469,6 +532,70 @@ impl Store {
 
     pub fn is_durable(&self) -> bool {
         self.durable
+    }
+
+    /// The store with a bound: its ledger made (counted from the store)
+    /// if it has none yet.
+    pub fn bounded(mut self, bound: evict::Bound) -> Result<Store> {
+        if !bound.is_set() {
+            return Ok(self);
+        }
+        if self.ledger.is_none() {
+            let root: OwnedFd = File::open(&self.path)
+                .at(|| self.path.display().to_string())?
+                .into();
+            let file = sys::open_beneath(root.as_fd(), LEDGER, libc::O_RDWR | libc::O_CREAT, 0o644)
+                .at(|| self.show_ledger())?;
+            self.ledger = Some(Arc::new(ledger::Ledger::new(file.into())));
+            self.bound = Some(bound);
+            self.recount_size()?;
+        }
+        self.bound = Some(bound);
+        Ok(self)
+    }
+
+    fn show_ledger(&self) -> String {
+        format!("{}/{LEDGER}", self.path.display())
+    }
+
+    /// Unlinks `name` in `dir`; the bytes freed when it was the file's last
+    /// name (kept in the ledger), else 0.
+    pub(crate) fn unlink_counted(&self, dir: BorrowedFd, name: &str) -> std::io::Result<u64> {
+        let st = match &self.ledger {
+            Some(_) => sys::lstatat(dir, name).ok(),
+            None => None,
+        };
+        sys::unlinkat(dir, name, false)?;
+        let freed = st
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink == 1)
+            .map_or(0, |st| st.st_blocks as u64 * 512);
+        if freed > 0
+            && let Some(ledger) = &self.ledger
+        {
+            let _ = ledger.adjust(0, freed);
+        }
+        Ok(freed)
+    }
+
+    /// Counts what the store's files occupy (each inode once) and puts it
+    /// in the ledger, with what drafts still being written reserved beyond
+    /// their size and what was added meanwhile: never less than the truth.
+    pub fn recount_size(&self) -> Result<u64> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(0);
+        };
+        let before = ledger.figures().at(|| self.show_ledger())?;
+        let counted = cleanup::disk_usage(self)?;
+        let after = ledger
+            .update(|f| {
+                Some(ledger::Figures {
+                    used: counted + (f.added - before.added),
+                    added: f.added,
+                })
+            })
+            .at(|| self.show_ledger())?
+            .expect("update writes");
+        Ok(after.used)
     }
 
     /// In durable mode, flushes `file` (a draft, a version) to disk.
@@ -609,18 +736,26 @@ impl Store {
         if !ours {
             return self.new_draft();
         }
+        let ino = sys::fstat(fd.as_fd()).at(|| self.show_tmp(&name))?.st_ino;
         Ok(Draft {
             file: fd.into(),
             tmp: self.tmp.clone(),
             name,
             committed: false,
             ver: new_ver(),
+            ino,
+            reserved: 0,
+            ledger: self.ledger.clone(),
         })
     }
 
     /// Starts a new version as a copy of `base` (a reflink where possible).
     pub fn draft_from(&self, base: &File) -> Result<Draft> {
-        let draft = self.new_draft()?;
+        let mut draft = self.new_draft()?;
+        let len = sys::fstat(base.as_fd())
+            .at(|| self.show_tmp(&draft.name))?
+            .st_size as u64;
+        self.reserve(&mut draft, len)?;
         sys::copy_file(base, &draft.file).at(|| self.show_tmp(&draft.name))?;
         Ok(draft)
     }
@@ -723,10 +858,24 @@ impl Store {
         // The draft's lock kept cleanup off its half-linked state; a committed
         // version is cleanup's to judge.
         let _ = nix_unlock(draft.file.as_fd());
-        let st = sys::fstat(file.as_fd()).ok();
+        let (st, btime) = sys::fstat_btime(file.as_fd())
+            .map(|(st, b)| (Some(st), b))
+            .unwrap_or((None, None));
+        if let Some(ledger) = &self.ledger {
+            // Its reservation becomes what it occupies.
+            let used = st.map_or(draft.reserved, |st| st.st_blocks as u64 * 512);
+            let _ = ledger.adjust(
+                used.saturating_sub(draft.reserved),
+                draft.reserved.saturating_sub(used),
+            );
+            let _ = sys::fremovexattr(draft.file.as_fd(), RESERVED);
+        }
+        let now = Time::now();
         let meta = Meta {
             ino,
             ver: draft.ver,
+            atime: now,
+            born: btime.map_or(now, Time::from_ns),
             regular: true,
             size: st.map_or(0, |st| st.st_size as u64),
             blocks: st.map_or(0, |st| st.st_blocks as u64),
@@ -766,7 +915,7 @@ impl Store {
             match swapped {
                 Ok(()) => {
                     let replaced = version_at(tmp, draft);
-                    let _ = sys::unlinkat(tmp, draft, false);
+                    let _ = self.unlink_counted(tmp, draft);
                     return Ok(replaced);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -784,6 +933,11 @@ impl Store {
         }
         let replaced = version_at(dir, &key.file);
         sys::renameat(tmp, draft, dir, &key.file, 0).at(shown)?;
+        if let (Some(old), Some(ledger)) = (&replaced, &self.ledger)
+            && old.meta.nlink == 1
+        {
+            let _ = ledger.adjust(0, old.meta.blocks * 512);
+        }
         Ok(replaced)
     }
 
@@ -1046,10 +1200,12 @@ impl Store {
                 Some(m) if m.is_live() || !m.regular => return Err(exists()),
                 Some(m) => {
                     let shown = || self.show(&dst.path());
-                    cleanup::reap(self, dst_dir, &dst.file, m.ino, shown).map_err(|e| match e {
-                        Error::Io { source, .. } => source,
-                        e => std::io::Error::other(e.to_string()),
-                    })?;
+                    cleanup::reap(self, dst_dir, &dst.file, m.ino, shown)
+                        .map(drop)
+                        .map_err(|e| match e {
+                            Error::Io { source, .. } => source,
+                            e => std::io::Error::other(e.to_string()),
+                        })?;
                 }
                 None => {}
             }
@@ -1112,7 +1268,7 @@ impl Store {
             sys::fsync(bucket.as_fd()).at(|| self.show(&p.dir))?;
             sys::fsync(self.tmp.as_fd()).at(|| self.show_tmp(""))?;
         }
-        cleanup::remove_tree(self.tmp.as_fd(), &dead).at(|| self.show_tmp(&dead))?;
+        cleanup::remove_tree(self, self.tmp.as_fd(), &dead).at(|| self.show_tmp(&dead))?;
         Ok(true)
     }
 

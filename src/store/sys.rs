@@ -74,8 +74,18 @@ pub fn open_dir(dir: BorrowedFd, path: &str) -> io::Result<OwnedFd> {
     open_beneath(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
 }
 
+/// Opens a file of the store for reading. O_NOATIME: the expiry is the
+/// mtime, in the future, so under relatime every read would dirty the
+/// inode; the last use (atime) is set by the daemon, at most once a minute
+/// per entry. Without the right to (not the owner, no CAP_FOWNER), plain.
 pub fn open_file(dir: BorrowedFd, path: &str) -> io::Result<File> {
-    open_beneath(dir, path, libc::O_RDONLY | libc::O_NONBLOCK, 0).map(File::from)
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+    match open_beneath(dir, path, flags | libc::O_NOATIME, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            open_beneath(dir, path, flags, 0).map(File::from)
+        }
+        other => other.map(File::from),
+    }
 }
 
 /// Creates each missing directory of `path` below `dir` and opens the last.
@@ -336,6 +346,11 @@ pub fn fgetxattr(fd: BorrowedFd, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+pub fn fremovexattr(fd: BorrowedFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: a valid descriptor and C string.
+    cvt(unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) }).map(drop)
+}
+
 pub fn fsetxattr(fd: BorrowedFd, name: &CStr, value: &[u8]) -> io::Result<()> {
     // SAFETY: value is valid for its length.
     cvt(unsafe {
@@ -354,6 +369,66 @@ pub fn fsetxattr(fd: BorrowedFd, name: &CStr, value: &[u8]) -> io::Result<()> {
 pub fn fsync(fd: BorrowedFd) -> io::Result<()> {
     // SAFETY: plain syscall on a valid descriptor.
     cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
+}
+
+/// A blocking `flock`, released when dropped.
+#[derive(Debug)]
+pub struct Flock<'a> {
+    fd: BorrowedFd<'a>,
+}
+
+impl<'a> Flock<'a> {
+    pub fn exclusive(fd: BorrowedFd<'a>) -> io::Result<Flock<'a>> {
+        Flock::take(fd, libc::LOCK_EX)
+    }
+
+    pub fn shared(fd: BorrowedFd<'a>) -> io::Result<Flock<'a>> {
+        Flock::take(fd, libc::LOCK_SH)
+    }
+
+    fn take(fd: BorrowedFd<'a>, op: libc::c_int) -> io::Result<Flock<'a>> {
+        loop {
+            // SAFETY: plain syscall on a valid descriptor.
+            match cvt(unsafe { libc::flock(fd.as_raw_fd(), op) }) {
+                Ok(_) => return Ok(Flock { fd }),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on a valid descriptor.
+        unsafe { libc::flock(self.fd.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// Sets a file's atime to now (the entry's last use), its mtime (the
+/// expiry) left alone.
+pub fn touch_atime(fd: BorrowedFd) -> io::Result<()> {
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    // SAFETY: two valid timespecs.
+    cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }).map(drop)
+}
+
+/// `statvfs` of the file system `fd` is on.
+pub fn fstatvfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` is written by the kernel on success.
+    cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: written on success.
+    Ok(unsafe { st.assume_init() })
 }
 
 /// Non-blocking `flock`; `Ok(false)` when someone else holds it.
