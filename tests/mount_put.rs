@@ -119,7 +119,11 @@ fn put_lists_empty_stats_as_directories_and_refuses_everything_else() {
     );
     assert_eq!(errno(read(&put.join("x"))), Errno::ENOENT, "write-only");
     assert_eq!(errno(mkdir(&put.join("d"))), Errno::EPERM);
-    assert_eq!(errno(unlink(&put.join("x"))), Errno::ENOENT, "nothing is there");
+    assert_eq!(
+        errno(unlink(&put.join("x"))),
+        Errno::ENOENT,
+        "nothing is there"
+    );
     assert_eq!(errno(rmdir(&put.join("tags=t"))), Errno::EPERM);
     assert!(names(&m.mnt).contains(&"put".to_string()));
     assert!(!m.fast.join("put").exists(), "the full mount only");
