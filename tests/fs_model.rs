@@ -220,6 +220,11 @@ enum Op {
         name: Pick,
         ttl: u64,
     },
+    /// `setfattr -x user.tags` (no tags) or `-x user.expire` (never).
+    RemoveXattr {
+        name: Pick,
+        tags: bool,
+    },
     Touch {
         name: Pick,
         when: When,
@@ -1223,6 +1228,12 @@ impl Harness {
         {
             set_xattrs(spec);
         }
+        // Others see the committed size on the node being rewritten.
+        if let Some(k) = live.as_ref().filter(|_| ident.0 != usize::MAX) {
+            let size = self.m.versions[k.vid].content.len() as u64;
+            let e = m.getattr(node).unwrap();
+            assert_eq!(e.attr.size, size, "{what}: getattr while writing");
+        }
         // The writer's node answers for the writer.
         assert_eq!(
             m.getxattr(pid, node, b"user.tags").unwrap(),
@@ -1570,6 +1581,28 @@ impl Harness {
                 let key = self.m.keys.get_mut(name).unwrap();
                 key.ttl = *ttl;
                 key.expires = expiry_after(*ttl);
+            }
+            Op::RemoveXattr { name, tags } => {
+                let name = &self.pick(*name, Via::Keys);
+                let attr: &[u8] = if *tags { b"user.tags" } else { b"user.expire" };
+                let what = format!("setfattr -x {} {}", show(attr), show(NAMES[*name]));
+                let (Some((id, (vid, _))), _) = self.resolve(*name, Via::Keys) else {
+                    return;
+                };
+                let change = m.setxattr(USER, id, attr, None);
+                m.forget(id, 1);
+                let change = change.unwrap().expect("a removal is a change");
+                covers(&change, *name, &self.m.versions[vid].tags.clone(), &what);
+                let key = self.m.keys[name].clone();
+                if *tags {
+                    let content = self.m.versions[vid].content.clone();
+                    let vid = self.m.new_version(content, BTreeSet::new());
+                    self.m.publish(*name, vid, key.ttl, key.expires);
+                } else {
+                    let key = self.m.keys.get_mut(name).unwrap();
+                    key.ttl = 0;
+                    key.expires = None;
+                }
             }
             Op::Touch { name, when } => {
                 let name = &self.pick(*name, Via::Keys);
@@ -2272,6 +2305,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (pick(), tag_set(), any::<bool>())
             .prop_map(|(name, tags, blanks)| Op::Retag { name, tags, blanks }),
         1 => (pick(), ttl()).prop_map(|(name, ttl)| Op::SetTtl { name, ttl }),
+        1 => (pick(), any::<bool>()).prop_map(|(name, tags)| Op::RemoveXattr { name, tags }),
         2 => (pick(), prop_oneof![Just(When::Now), Just(When::Future), Just(When::Past)])
             .prop_map(|(name, when)| Op::Touch { name, when }),
         3 => (pick(), name(), prop::bool::weighted(0.4), prop::option::weighted(0.2, tag()))
@@ -2528,8 +2562,8 @@ fn put_paths_write_entries_with_their_tags_and_ttl() {
     ]);
 }
 
-/// Expiry through `touch` and `user.expire`: renewed, set, set in the past
-/// (stale), and kept by retags, links and renames.
+/// Expiry through `touch` and `user.expire`: renewed, set, removed (never),
+/// set in the past (stale), and kept by retags, links and renames.
 #[test]
 fn expiry_follows_touch_and_user_expire() {
     run(&[
@@ -2573,6 +2607,15 @@ fn expiry_follows_touch_and_user_expire() {
             name: keys(2),
             ttl: 60,
         },
+        Op::RemoveXattr {
+            name: keys(2),
+            tags: false,
+        },
+        Op::RemoveXattr {
+            name: keys(2),
+            tags: true,
+        },
+        Op::Xattrs { name: keys(2) },
         Op::Touch {
             name: keys(2),
             when: When::Past,
