@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::store::evict::MinFree;
+pub use crate::store::layout::Namespace;
 
 /// A tag-invalidated cache as a file system: entries are files under keys/,
 /// tags are directories under tags/, `rmdir tags/<t>` invalidates every
@@ -45,6 +46,13 @@ pub enum Command {
         /// Then evict until the file system has SIZE or PCT% free.
         #[arg(long, value_name = "SIZE|PCT%", value_parser = parse_min_free)]
         min_free: Option<MinFree>,
+        /// Read the store in the tagcache library's format (as a mount with
+        /// --tagcache-format would; a store a mount marked needs nothing).
+        #[arg(long, value_name = "NS", num_args = 0..=1, default_missing_value = "k", value_parser = parse_namespace)]
+        tagcache_format: Option<Namespace>,
+        /// Remove another program's files in tmp/ once unchanged this long.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        foreign_tmp_age: u64,
     },
     /// Unmount a tagcachefs mount point; one whose daemon is dead has its
     /// FUSE connection aborted first, so that no client stays blocked.
@@ -67,6 +75,9 @@ pub enum Command {
         /// node_exporter's textfile collector).
         #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
         format: StatsFormat,
+        /// Read the store in the tagcache library's format.
+        #[arg(long, value_name = "NS", num_args = 0..=1, default_missing_value = "k", value_parser = parse_namespace)]
+        tagcache_format: Option<Namespace>,
     },
     /// Print the completion script of a shell (bash, zsh, fish, …).
     Completions {
@@ -166,6 +177,21 @@ pub struct MountArgs {
     /// descriptor flushes what it wrote so far.
     #[arg(long, help_heading = "Caching")]
     pub durable: bool,
+    /// Share the store with the tagcache Python library: entries in its
+    /// file format (the first line names the tags), in its namespace NS:
+    /// `k` (k:/t:, what it writes by default) or `key` (key:/tag:). The
+    /// store remembers it (STORE/format).
+    #[arg(long, value_name = "NS", num_args = 0..=1, default_missing_value = "k", value_parser = parse_namespace, help_heading = "Store")]
+    pub tagcache_format: Option<Namespace>,
+    /// Cleanup removes another program's files in STORE/tmp/ once nothing
+    /// changed them for this long.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        help_heading = "Store"
+    )]
+    pub foreign_tmp_age: u64,
     /// Bound the store: a commit returns only once the store's files fit
     /// in SIZE (K, M, G, T: powers of 1024), evicting what is dead, then
     /// the least recently used live entries. Give every mount of a store
@@ -186,7 +212,8 @@ pub struct MountArgs {
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as mount(8) and fstab pass them:
     /// allow_other, default_expire=N, cache_timeout=N, cleanup_interval=N,
-    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, max_size=SIZE, min_free=SIZE|PCT%,
+    /// read_mount=PATH, log_file=PATH, max_nodes=N, durable, tagcache_format[=NS],
+    /// foreign_tmp_age=N, max_size=SIZE, min_free=SIZE|PCT%,
     /// watermarks=LOW,HIGH, metrics_addr=ADDR, ro,
     /// the generic rw, nosuid, nodev, noexec, noatime, … (passed on), and
     /// what mount(8) and systemd add (nofail, noauto, _netdev, x-*,
@@ -215,6 +242,8 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
     pub max_nodes: Option<usize>,
     pub durable: bool,
+    pub tagcache_format: Option<Namespace>,
+    pub foreign_tmp_age: u64,
     pub max_size: Option<u64>,
     pub min_free: Option<MinFree>,
     /// The background sweep's low and high watermarks, fractions of the bound.
@@ -268,6 +297,8 @@ impl MountArgs {
             log_file: self.log_file.clone(),
             max_nodes: self.max_nodes,
             durable: self.durable,
+            tagcache_format: self.tagcache_format,
+            foreign_tmp_age: self.foreign_tmp_age,
             max_size: self.max_size,
             min_free: self.min_free,
             watermarks: self.watermarks,
@@ -293,6 +324,10 @@ impl MountArgs {
                 "allow_other" => c.allow_other = true,
                 "ro" => c.read_only = true,
                 "durable" => c.durable = true,
+                "tagcache_format" => {
+                    c.tagcache_format = Some(parse_namespace(value.unwrap_or("k"))?)
+                }
+                "foreign_tmp_age" => c.foreign_tmp_age = number()?,
                 "default_expire" => c.default_expire = number()?,
                 "cleanup_interval" => c.cleanup_interval = number()?,
                 "max_nodes" => c.max_nodes = Some(number()? as usize),
@@ -330,6 +365,17 @@ impl MountArgs {
             ));
         }
         Ok(c)
+    }
+}
+
+/// `k` (the tagcache library's k:/t:) or `key` (key:/tag:).
+pub fn parse_namespace(text: &str) -> Result<Namespace, String> {
+    match text {
+        "k" => Ok(crate::store::layout::LIBRARY),
+        "key" => Ok(crate::store::layout::OURS),
+        _ => Err(format!(
+            "{text:?}: a namespace is k (k:/t:) or key (key:/tag:)"
+        )),
     }
 }
 

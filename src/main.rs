@@ -21,10 +21,26 @@ fn main() -> ExitCode {
                 json,
                 max_size,
                 min_free,
-            }) => report::cleanup(&store, json, max_size, min_free),
-            Some(Command::Stats { path, json, format }) => {
-                report::stats(&path, if json { StatsFormat::Json } else { format })
-            }
+                tagcache_format,
+                foreign_tmp_age,
+            }) => report::cleanup(
+                &store,
+                json,
+                max_size,
+                min_free,
+                tagcache_format,
+                std::time::Duration::from_secs(foreign_tmp_age),
+            ),
+            Some(Command::Stats {
+                path,
+                json,
+                format,
+                tagcache_format,
+            }) => report::stats(
+                &path,
+                if json { StatsFormat::Json } else { format },
+                tagcache_format,
+            ),
             Some(Command::Completions { shell }) => report::completions(shell),
             Some(Command::Unmount { mountpoint, force }) => {
                 daemon::unmount(&mountpoint, force).map_err(Failure::from)

@@ -8,12 +8,25 @@ use clap::CommandFactory;
 use crate::cli::{Cli, StatsFormat};
 use crate::exit::{Code, Failure};
 use crate::store::Store;
+use crate::store::layout::Namespace;
+
+/// The store at `path`, read in the tagcache library's format if asked
+/// (or marked so).
+fn open(path: &Path, tagcache_format: Option<Namespace>) -> crate::store::Result<Store> {
+    let store = Store::open_existing(path)?;
+    match tagcache_format {
+        Some(ns) => store.reading_library_format(ns),
+        None => Ok(store),
+    }
+}
 
 pub fn cleanup(
     path: &Path,
     json: bool,
     max_size: Option<u64>,
     min_free: Option<crate::store::evict::MinFree>,
+    tagcache_format: Option<Namespace>,
+    foreign_tmp_age: std::time::Duration,
 ) -> Result<(), Failure> {
     let bound = crate::store::evict::Bound {
         max_size,
@@ -22,9 +35,10 @@ pub fn cleanup(
         low: 0.9,
         high: 0.95,
     };
-    let store = Store::open_existing(path)
+    let store = open(path, tagcache_format)
         .and_then(|s| s.bounded(bound))
-        .map_err(Failure::store)?;
+        .map_err(Failure::store)?
+        .foreign_tmp_age(foreign_tmp_age);
     let mut r = store.cleanup().map_err(|e| e.to_string())?;
     let before = store.evictions();
     let dead_before = before.expired.load(std::sync::atomic::Ordering::Relaxed)
@@ -57,7 +71,11 @@ pub fn cleanup(
 }
 
 /// `path` is a store, or a mount point whose `.stats` names its store.
-pub fn stats(path: &Path, format: StatsFormat) -> Result<(), Failure> {
+pub fn stats(
+    path: &Path,
+    format: StatsFormat,
+    tagcache_format: Option<Namespace>,
+) -> Result<(), Failure> {
     let counters: Option<serde_json::Value> = match std::fs::read(path.join(".stats")) {
         Ok(bytes) => Some(
             serde_json::from_slice(&bytes)
@@ -79,7 +97,7 @@ pub fn stats(path: &Path, format: StatsFormat) -> Result<(), Failure> {
         .and_then(|c| c["store"].as_str())
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| path.to_path_buf());
-    let store = Store::open_existing(&store_path).map_err(Failure::store)?;
+    let store = open(&store_path, tagcache_format).map_err(Failure::store)?;
     let s = store.stats().map_err(|e| e.to_string())?;
     let mut value = serde_json::to_value(&s).expect("plain struct");
     if let Some(serde_json::Value::Object(c)) = &counters {

@@ -90,7 +90,7 @@ fn symlinks_planted_in_the_store_are_never_followed() {
     set_mtime(&outside.join("secret.txt"), 1 << 32).unwrap(); // looks like a live entry
     write(&outside.join("expired.txt"), "EXPIRED-OUTSIDE");
     set_mtime(&outside.join("expired.txt"), 1000).unwrap(); // looks expired: cleanup prey
-    let fan = layout::key_path(b"fan");
+    let fan = layout::OURS.key_path(b"fan");
     let fan_bb = fan.dir.split('/').nth(1).unwrap().to_string();
     write(
         &outside.join("fanout").join(&fan_bb).join(&fan.file),
@@ -117,12 +117,12 @@ fn symlinks_planted_in_the_store_are_never_followed() {
     let fan_aa = fan.dir.split('/').next().unwrap();
     plant(&data_path(&store, fan_aa), &outside.join("fanout"));
     for (name, target) in [("keylink", "secret.txt"), ("keyexp", "expired.txt")] {
-        let k = layout::key_path(name.as_bytes());
+        let k = layout::OURS.key_path(name.as_bytes());
         plant(&data_path(&store, &k.path()), &outside.join(target));
     }
-    let tl = layout::tag_path(b"tlink");
+    let tl = layout::OURS.tag_path(b"tlink");
     plant(&data_path(&store, &tl.path()), &outside.join("tagdir"));
-    let treal = layout::tag_path(b"treal");
+    let treal = layout::OURS.tag_path(b"treal");
     plant(
         &data_path(&store, &format!("{}/zz", treal.path())),
         &outside.join("ssdir"),
@@ -147,7 +147,7 @@ fn symlinks_planted_in_the_store_are_never_followed() {
     write(
         &data_path(
             &store,
-            &format!("{}/foo.txt", layout::key_path(b"real").dir),
+            &format!("{}/foo.txt", layout::OURS.key_path(b"real").dir),
         ),
         "FOREIGN IN BUCKET",
     );
@@ -240,7 +240,7 @@ fn symlinks_planted_in_the_store_are_never_followed() {
         std::fs::read(m.keys("keylink")).ok().as_deref() == Some(&b"new through the mount"[..]),
         "".into(),
     );
-    let kl = data_path(&store, &layout::key_path(b"keylink").path());
+    let kl = data_path(&store, &layout::OURS.key_path(b"keylink").path());
     check(
         "the key path is a file now",
         std::fs::symlink_metadata(&kl).is_ok_and(|md| md.is_file()),

@@ -423,7 +423,7 @@ fn writer(cx: &mut Ctx) {
 
 /// What the store holds at `name`'s key path, for a report.
 fn store_view(store: &Path, name: &str) -> String {
-    let key = tagcachefs::store::layout::key_path(name.as_bytes());
+    let key = tagcachefs::store::layout::OURS.key_path(name.as_bytes());
     let path = store.join("data").join(key.path());
     match std::fs::symlink_metadata(&path) {
         Ok(md) => {

@@ -271,7 +271,7 @@ fn retagger(store: &Store, id: u32, deadline: Instant, counts: &mut Counts) -> R
             if old.meta.tags().iter().any(|t| t == TAGS[0]) {
                 tags.push(TAGS[0].to_vec());
             }
-            let draft = store.draft_from(&old.file)?;
+            let draft = store.draft_from(&old)?;
             store.commit(
                 draft,
                 &Commit {
@@ -525,14 +525,14 @@ fn retag_racing_a_tag_removal_and_a_fresh_commit_stays_invalidated() {
 
     // The retag, up to its commit.
     let old = store.open_live(b"a").unwrap().unwrap();
-    let draft = store.draft_from(&old.file).unwrap();
+    let draft = store.draft_from(&old).unwrap();
 
     // invalidate_tag(t0), first half: the directory is moved out, its links
     // still in it.
     let tag_dir = dir
         .path()
         .join("store/data")
-        .join(layout::tag_path(TAGS[0]).path());
+        .join(layout::OURS.tag_path(TAGS[0]).path());
     let moved = dir.path().join("t0-being-removed");
     std::fs::rename(&tag_dir, &moved).unwrap();
     assert!(!store.tag_exists(TAGS[0]).unwrap());
@@ -585,7 +585,7 @@ fn commits_and_opens_racing_cleanup_neither_fail_nor_lose_work() {
     let root = dir.path().join("store");
     let store = Store::open(&root).unwrap();
     let deadline = Instant::now() + Duration::from_millis(1500);
-    let key = root.join("data").join(layout::key_path(b"moved").path());
+    let key = root.join("data").join(layout::OURS.key_path(b"moved").path());
     let commit = |name: &[u8], tag: &[u8]| {
         let draft = store.new_draft()?;
         draft.file().write_all(name).unwrap();

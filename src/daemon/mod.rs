@@ -40,8 +40,13 @@ pub fn run(config: MountConfig) -> Result<(), Failure> {
         high: config.watermarks.1,
     };
     let store = Store::open(&config.store)
+        .and_then(|s| match config.tagcache_format {
+            Some(ns) => s.shared_with_library(ns),
+            None => Ok(s),
+        })
         .and_then(|s| s.durable(config.durable).bounded(bound))
-        .map_err(Failure::store)?;
+        .map_err(Failure::store)?
+        .foreign_tmp_age(Duration::from_secs(config.foreign_tmp_age));
     // A mount point whose daemon is dead is taken over, its clients freed.
     for path in std::iter::once(&config.mountpoint).chain(&config.read_mount) {
         takeover::take_over(path).map_err(|e| Failure::new(Code::MountPoint, e))?;
@@ -172,6 +177,12 @@ fn serve(
         max_nodes: config.max_nodes.unwrap_or(crate::fs::DEFAULT_MAX_NODES),
     };
     os::raise_open_file_limit();
+    if store.format() == crate::store::format::Format::Tagcache {
+        log::info!(
+            "the store is shared with the tagcache library: its file format, namespace {}",
+            store.namespace().label()
+        );
+    }
     if config.durable {
         log::info!("durable: every commit and invalidation is synced to disk before it returns");
     }

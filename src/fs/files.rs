@@ -13,7 +13,7 @@
 //! - A commit returns the `Change` to invalidate before close() returns,
 //!   and pins the version it replaced for the fast view's nodes of it.
 
-use std::fs::File;
+use crate::store::Content;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -117,7 +117,7 @@ impl Mount<'_> {
             if node.stale_view {
                 bump(&fs.counters.stale_reads);
                 return Ok(Opened {
-                    fh: self.new_handle(Handle::Reader(v.file)),
+                    fh: self.new_handle(Handle::Reader(v.content())),
                     direct_io: false,
                     keep_cache: true,
                     noflush: true,
@@ -131,7 +131,7 @@ impl Mount<'_> {
                 self.store().note_use(&v.file, &v.meta);
                 return Ok(Opened {
                     noflush: true,
-                    ..Opened::direct(self.new_handle(Handle::Reader(v.file)))
+                    ..Opened::direct(self.new_handle(Handle::Reader(v.content())))
                 });
             }
             bump(&fs.counters.misses);
@@ -188,11 +188,11 @@ impl Mount<'_> {
             None => None,
         };
         let draft = match &current {
-            Some((v, _)) if flags & libc::O_TRUNC == 0 => store.draft_from(&v.file)?,
+            Some((v, _)) if flags & libc::O_TRUNC == 0 => store.draft_from(v)?,
             _ => store.new_draft()?,
         };
         // The node is the version this draft becomes.
-        let mut meta = store.refresh(draft.file())?;
+        let mut meta = store.draft_meta(&draft)?;
         meta.ver = draft.ver();
         let mut nodes = self.state().nodes.lock().unwrap();
         let id = nodes.entry(&meta, name, false, true);
@@ -219,7 +219,7 @@ impl Mount<'_> {
     pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         if let Some(h) = (fh != 0).then(|| self.handle(fh)).flatten() {
             return match &mut *h.lock().unwrap() {
-                Handle::Reader(file) => read_file(file, offset, size),
+                Handle::Reader(content) => read_content(content, offset, size),
                 Handle::Writer(w) => Ok(w.read(self.store(), offset, size)?),
                 Handle::Stats(data) => {
                     let start = (offset as usize).min(data.len());
@@ -242,12 +242,12 @@ impl Mount<'_> {
             Some(file) => file,
             None => {
                 let v = self.open_node(id, &node)?.ok_or_else(|| gone(&node))?;
-                let file = Arc::new(v.file);
-                pool.put(id, file.clone());
-                file
+                let content = Arc::new(v.content());
+                pool.put(id, content.clone());
+                content
             }
         };
-        read_file(&file, offset, size)
+        read_content(&file, offset, size)
     }
 
     /// `write`: into the handle's private draft.
@@ -310,8 +310,8 @@ impl Mount<'_> {
     }
 }
 
-fn read_file(file: &File, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-    crate::store::read_at(file, offset, size).map_err(|source| {
+fn read_content(content: &Content, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    content.read_at(offset, size).map_err(|source| {
         FsError::Store(crate::store::Error::Io {
             path: "reading a version".into(),
             source,

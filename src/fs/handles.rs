@@ -10,8 +10,8 @@ use super::writer::Writer;
 
 #[derive(Debug)]
 pub(super) enum Handle {
-    /// A read open: the version's file.
-    Reader(std::fs::File),
+    /// A read open: the version's content.
+    Reader(crate::store::Content),
     Writer(Box<Writer>),
     Stats(Vec<u8>),
     Dir(Listing),

@@ -21,6 +21,7 @@ use super::error::{FsError, FsResult};
 use super::handles::Handle;
 use super::lookup::Lookup;
 use super::nodes::{KEYS, Kind, PUT, STALE, STATS, TAGS};
+use crate::store::format::Format;
 use crate::store::walk::{Cursor, Walked};
 use crate::store::{Meta, layout};
 
@@ -151,8 +152,9 @@ impl Mount<'_> {
             }
             Kind::Keys | Kind::Stale => {
                 let stale = matches!(dir, Kind::Stale);
-                store.walk_data(cursor, b"key:", offset, &mut |w: Walked| {
-                    let Some(name) = layout::decode("key:", w.file) else {
+                let ns = store.namespace();
+                store.walk_data(cursor, ns.key.as_bytes(), offset, &mut |w: Walked| {
+                    let Some(name) = ns.decode_key(w.file) else {
                         return Ok(false);
                     };
                     let Some(meta) = store.meta_in(w.dir, w.file)? else {
@@ -174,8 +176,9 @@ impl Mount<'_> {
                 })?;
             }
             Kind::Tags => {
-                store.walk_data(cursor, b"tag:", offset, &mut |w: Walked| {
-                    let Some(tag) = layout::decode("tag:", w.file) else {
+                let ns = store.namespace();
+                store.walk_data(cursor, ns.tag.as_bytes(), offset, &mut |w: Walked| {
+                    let Some(tag) = ns.decode_tag(w.file) else {
                         return Ok(false);
                     };
                     let id = if plus {
@@ -195,15 +198,26 @@ impl Mount<'_> {
                     let Some(meta) = store.meta_in(w.dir, w.file)? else {
                         return Ok(false);
                     };
+                    if let Some((want, _)) = layout::parse_tag_link(w.file) {
+                        store.note_link(&meta, want);
+                    }
                     // A replaced version lost its key link, so only the
                     // current version of a name is live.
-                    let Some(record) = meta.record.as_ref().filter(|_| meta.is_live()) else {
-                        return Ok(false);
-                    };
-                    if !record.tags.iter().any(|x| **x == **t) {
+                    if !meta.is_live() || !meta.tags().iter().any(|x| **x == **t) {
                         return Ok(false);
                     }
-                    let name = record.name.clone();
+                    let name = match &meta.record {
+                        Some(record) => record.name.clone(),
+                        // The library's entries name themselves only by
+                        // their key file.
+                        None if store.format() == Format::Tagcache => {
+                            match store.name_of_inode(w.ino)? {
+                                Some(name) => name,
+                                None => return Ok(false),
+                            }
+                        }
+                        None => return Ok(false),
+                    };
                     let found = if plus {
                         self.node_for(&meta, &name, false)
                     } else {

@@ -375,7 +375,13 @@ impl Nodes {
             tags,
             flags: if stale_view { STALE_VIEW } else { 0 }
                 | if pending { PENDING } else { 0 }
-                | if meta.record.is_none() { FOREIGN } else { 0 },
+                | if meta.record.is_none() && meta.line_tags.is_none() {
+                    // Its tags unknown, its link count is not checked here
+                    // (an open reads its metadata afresh).
+                    FOREIGN
+                } else {
+                    0
+                },
         };
         node.update(meta);
         let idx = match self.free.pop() {
@@ -679,6 +685,9 @@ mod tests {
             atime: Time::at(0),
             born: Time::at(0),
             record: None,
+            head: 0,
+            line_tags: None,
+            want_links: None,
         }
     }
 
@@ -709,6 +718,7 @@ mod tests {
             ttl: 0,
             ver: 1,
             len: None,
+            head: 0,
         });
         let a = nodes.entry(&m, b"x", false, false);
         m.ino = 2;

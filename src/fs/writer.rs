@@ -12,9 +12,6 @@
 //! truncated or created; an `O_EXCL` holder that changed nothing commits
 //! nothing.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use crate::store::{Commit, Draft, EntryLock, Published, Result, Store, TagDir, Time, Version};
 
 #[derive(Debug)]
@@ -26,7 +23,7 @@ pub struct Writer {
     pub pid: u32,
     draft: Option<Draft>,
     /// Committed content a new draft starts from (`None`: empty).
-    base: Option<File>,
+    base: Option<Version>,
     /// The version this descriptor last committed, by identity (`ino`,
     /// `ver`): a later write continues it, reopened then. Not kept open, so
     /// that evicting it frees its blocks at once.
@@ -65,7 +62,8 @@ impl Writer {
             Some((v, held)) => {
                 let tags = v.meta.tags().to_vec();
                 let ttl = v.meta.record.as_ref().map(|r| r.ttl);
-                (Some(v.file), v.meta.size, tags, ttl, held)
+                let size = v.meta.size;
+                (Some(v), size, tags, ttl, held)
             }
             None => (None, 0, Vec::new(), None, Vec::new()),
         };
@@ -156,7 +154,7 @@ impl Writer {
                 let v = v.ok_or_else(|| {
                     crate::store::Error::Invalidated(String::from_utf8_lossy(&self.name).into())
                 })?;
-                self.base = Some(v.file);
+                self.base = Some(v);
             }
             let draft = match &self.base {
                 Some(base) => store.draft_from(base)?,
@@ -183,8 +181,7 @@ impl Writer {
             let d = self.draft.as_mut().expect("made above");
             // Room first (a bounded store evicts for it), then the bytes.
             store.reserve(d, end)?;
-            d.file()
-                .write_all_at(data, at)
+            d.write_at(data, at)
                 .map_err(|e| io_err(e, "writing a draft"))
         });
         if let Err(e) = written {
@@ -204,12 +201,14 @@ impl Writer {
 
     pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
         let continues = self.base.is_some() || self.committed.is_some();
-        let file = match &self.draft {
-            Some(d) => d.file(),
-            None if continues => self.draft(store)?.file(),
+        let draft = match &self.draft {
+            Some(d) => d,
+            None if continues => self.draft(store)?,
             None => return Ok(Vec::new()),
         };
-        crate::store::read_at(file, offset, size).map_err(|e| io_err(e, "reading a draft"))
+        draft
+            .read_at(offset, size)
+            .map_err(|e| io_err(e, "reading a draft"))
     }
 
     /// Truncates (or extends) the version being written. Alone it is a
@@ -221,7 +220,6 @@ impl Writer {
             self.committed = None;
         } else {
             self.draft(store)?
-                .file()
                 .set_len(size)
                 .map_err(|e| io_err(e, "truncating a draft"))?;
         }

@@ -90,7 +90,7 @@ pub(super) fn run(store: &Store) -> Result<CleanupReport> {
     // store is (the set holds only inodes found invalid by a tag link).
     let mut invalid: HashSet<u64> = HashSet::new();
     store.walk_buckets(|rel, file| match sys::as_str(file) {
-        Some(file) if file.starts_with("tag:") => clean_tag_dir(
+        Some(file) if store.ns.is_tag(file.as_bytes()) => clean_tag_dir(
             store,
             &format!("{rel}/{file}"),
             now,
@@ -100,7 +100,7 @@ pub(super) fn run(store: &Store) -> Result<CleanupReport> {
         _ => Ok(()),
     })?;
     store.walk_buckets(|rel, file| match sys::as_str(file) {
-        Some(file) if file.starts_with("key:") => {
+        Some(file) if store.ns.is_key(file.as_bytes()) => {
             clean_key(store, rel, file, now, &invalid, &mut report)
         }
         _ => Ok(()),
@@ -127,6 +127,7 @@ pub(super) fn reclaim_tmp(store: &Store) -> Result<CleanupReport> {
 
 fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
     let tmp = store.tmp.as_fd();
+    let now = Time::now();
     for name in sys::read_dir(tmp).at(|| store.show_tmp(""))? {
         let Some(name) = sys::as_str(&name) else {
             continue;
@@ -145,7 +146,15 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
         }
         let ours = name.starts_with("w.") || name.starts_with("lock:") || name.starts_with("reap.");
         if !ours {
-            continue;
+            // Another program's (the library's `tmp…` drafts): only a
+            // regular file nothing changed for `foreign_tmp_age`.
+            let old = sys::lstatat(tmp, name).is_ok_and(|st| {
+                is_reg(&st)
+                    && now.secs_since(Time::at(st.st_ctime)) > store.foreign_tmp_age.as_secs_f64()
+            });
+            if !old {
+                continue;
+            }
         }
         let file = match sys::open_file(tmp, name) {
             Ok(f) => f,
@@ -169,17 +178,19 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
     Ok(())
 }
 
-fn clean_tag_dir(
+/// Passes each regular-file link `N:INO` of the tag directory at `tag_rel`
+/// to `f`, with its `SS` directory, `N` and its stat; then `done` with each
+/// `SS` directory once passed. `false` when there is no such directory.
+fn walk_tag_links(
     store: &Store,
     tag_rel: &str,
-    now: Time,
-    invalid: &mut HashSet<u64>,
-    report: &mut CleanupReport,
-) -> Result<()> {
+    f: &mut dyn FnMut(BorrowedFd, &str, u64, &libc::stat) -> Result<()>,
+    done: &mut dyn FnMut(BorrowedFd, &str),
+) -> Result<bool> {
     let shown = || store.show(tag_rel);
     let tag_dir = match sys::open_dir(store.data.as_fd(), tag_rel) {
         Ok(d) => d,
-        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) if is_absent(&e) => return Ok(false),
         Err(e) => return Err(e).at(shown),
     };
     for ss in sys::read_dir(tag_dir.as_fd()).at(shown)? {
@@ -194,33 +205,60 @@ fn clean_tag_dir(
             let Some(link) = sys::as_str(&link) else {
                 continue;
             };
-            let Ok(st) = sys::lstatat(ss_dir.as_fd(), link) else {
-                continue;
-            };
-            if !is_reg(&st) {
-                continue;
-            }
-            let links_ok = st.st_nlink == need && st.st_ino == ino;
-            if links_ok && !expired(&st, now) {
-                continue;
-            }
-            // A version still being committed is flocked by its writer.
-            let Ok(file) = sys::open_file(ss_dir.as_fd(), link) else {
-                continue;
-            };
-            if !sys::try_flock(file.as_fd(), false).unwrap_or(false) {
-                continue;
-            }
-            if !links_ok {
-                invalid.insert(st.st_ino);
-            }
-            match store.unlink_counted(ss_dir.as_fd(), link) {
-                Ok(_) => report.tag_links += 1,
-                Err(e) if is_absent(&e) => {}
-                Err(e) => return Err(e).at(shown),
+            match sys::lstatat(ss_dir.as_fd(), link) {
+                Ok(st) if is_reg(&st) && st.st_ino == ino => f(ss_dir.as_fd(), link, need, &st)?,
+                _ => continue,
             }
         }
-        let _ = sys::unlinkat(tag_dir.as_fd(), ss, true);
+        done(tag_dir.as_fd(), ss);
+    }
+    Ok(true)
+}
+
+fn clean_tag_dir(
+    store: &Store,
+    tag_rel: &str,
+    now: Time,
+    invalid: &mut HashSet<u64>,
+    report: &mut CleanupReport,
+) -> Result<()> {
+    let shown = || store.show(tag_rel);
+    let mut each = |ss_dir: BorrowedFd, link: &str, need: u64, st: &libc::stat| {
+        let links_ok = st.st_nlink == need;
+        if links_ok && !expired(st, now) {
+            return Ok(());
+        }
+        // A version still being committed is flocked by its writer.
+        let Ok(file) = sys::open_file(ss_dir, link) else {
+            return Ok(());
+        };
+        if !sys::try_flock(file.as_fd(), false).unwrap_or(false) {
+            return Ok(());
+        }
+        if !links_ok {
+            invalid.insert(st.st_ino);
+            // As the library's cleanup does: an entry without a record
+            // expires through the link first, so that it stays invalid
+            // once its links are gone.
+            if let Ok(meta) = store.meta_of(file.as_fd(), shown) {
+                store.note_link(&meta, need);
+                if meta.record.is_none() {
+                    let _ = sys::set_mtime(file.as_fd(), now.sec, now.nsec);
+                }
+            }
+        }
+        match store.unlink_counted(ss_dir, link) {
+            Ok(_) => report.tag_links += 1,
+            Err(e) if is_absent(&e) => {}
+            Err(e) => return Err(e).at(shown),
+        }
+        Ok(())
+    };
+    let mut drop_ss = |tag_dir: BorrowedFd, ss: &str| {
+        let _ = sys::unlinkat(tag_dir, ss, true);
+    };
+    if !walk_tag_links(store, tag_rel, &mut each, &mut drop_ss)? {
+        return Ok(());
     }
     // An empty tag directory goes too; ENOTEMPTY means it is in use.
     let (dir, file) = tag_rel.rsplit_once('/').expect("tag paths have a bucket");
@@ -327,11 +365,11 @@ pub(super) fn disk_usage(store: &Store) -> Result<u64> {
             return Ok(());
         };
         let path = format!("{rel}/{file}");
-        if file.starts_with("key:") {
+        if store.ns.is_key(file.as_bytes()) {
             if let Ok(st) = sys::lstatat(store.data.as_fd(), &path) {
                 total += share(&st);
             }
-        } else if file.starts_with("tag:") {
+        } else if store.ns.is_tag(file.as_bytes()) {
             total += links_usage(store, &path, &share);
         }
         Ok(())
@@ -381,12 +419,28 @@ fn links_usage(store: &Store, tag_rel: &str, share: &dyn Fn(&libc::stat) -> u64)
 pub(super) fn stats(store: &Store) -> Result<StoreStats> {
     let mut stats = StoreStats::default();
     let now = Time::now();
+    // As cleanup judges them: an entry without a record whose tag link
+    // says it needs another link count than it has is not live.
+    let mut invalid: HashSet<u64> = HashSet::new();
     store.walk_buckets(|rel, file| {
-        if file.starts_with(b"tag:") {
-            stats.tags += 1;
+        if !store.ns.is_tag(file) {
             return Ok(());
         }
-        let Some(file) = sys::as_str(file).filter(|f| f.starts_with("key:")) else {
+        stats.tags += 1;
+        let Some(file) = sys::as_str(file) else {
+            return Ok(());
+        };
+        let mut each = |_: BorrowedFd, _: &str, need: u64, st: &libc::stat| {
+            if st.st_nlink != need {
+                invalid.insert(st.st_ino);
+            }
+            Ok(())
+        };
+        walk_tag_links(store, &format!("{rel}/{file}"), &mut each, &mut |_, _| {})?;
+        Ok(())
+    })?;
+    store.walk_buckets(|rel, file| {
+        let Some(file) = sys::as_str(file).filter(|f| store.ns.is_key(f.as_bytes())) else {
             return Ok(());
         };
         let rel = format!("{rel}/{file}");
@@ -396,7 +450,8 @@ pub(super) fn stats(store: &Store) -> Result<StoreStats> {
         let Ok(meta) = store.meta_of(file.as_fd(), || store.show(&rel)) else {
             return Ok(());
         };
-        if meta.is_live_at(now) {
+        let links_lost = meta.record.is_none() && invalid.contains(&meta.ino);
+        if meta.is_live_at(now) && !links_lost {
             stats.entries += 1;
             stats.bytes += meta.size;
         } else {

@@ -233,7 +233,7 @@ impl Store {
         let (Some(bound), Some(ledger)) = (self.bound, &self.ledger) else {
             return Ok(());
         };
-        let need = footprint(len);
+        let need = footprint(draft.head() + len);
         if need <= draft.reserved {
             return Ok(());
         }
@@ -385,7 +385,7 @@ impl Store {
         let (ss, link) = layout::tag_link(tags.len() as u64 + 1, meta.ino);
         let mut freed = 0;
         for tag in &tags {
-            let rel = format!("{}/{ss}", layout::tag_path(tag).path());
+            let rel = format!("{}/{ss}", self.ns.tag_path(tag).path());
             if let Ok(dir) = sys::open_dir(self.data.as_fd(), &rel)
                 && sys::lstatat(dir.as_fd(), &link).is_ok_and(|st| st.st_ino == meta.ino)
             {
@@ -427,7 +427,7 @@ impl Store {
                     continue;
                 };
                 let names = sys::read_dir(dir.as_fd()).unwrap_or_default();
-                let keys: Vec<&Vec<u8>> = names.iter().filter(|n| n.starts_with(b"key:")).collect();
+                let keys: Vec<&Vec<u8>> = names.iter().filter(|n| self.ns.is_key(n)).collect();
                 if keys.is_empty() {
                     self.drop_bucket(&bucket);
                     continue;

@@ -3,7 +3,9 @@
 //! `data/AA/BB/key:<hex(name)>` is an entry, `data/CC/DD/tag:<hex(tag)>` a
 //! tag directory, and `SS/<N>:<INO>` inside it a hard link of an entry that
 //! must have `N` links, `SS` being the last two characters of that link name.
-//! Nothing else in the crate builds these names.
+//! The prefixes are the store's namespace: `key:`/`tag:` (ours, and the
+//! library's README), or `k:`/`t:` (what the tagcache library writes by
+//! default). Nothing else in the crate builds these names.
 
 use md5::{Digest, Md5};
 
@@ -37,14 +39,71 @@ impl Sharded {
     }
 }
 
-/// Where the entry `name` lives.
-pub fn key_path(name: &[u8]) -> Sharded {
-    Sharded::new(format!("key:{}", hex::encode(name)))
+/// The prefixes of entry and tag file names in `data/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespace {
+    pub key: &'static str,
+    pub tag: &'static str,
 }
 
-/// Where the directory of tag `tag` lives.
+/// `key:` and `tag:`: the default.
+pub const OURS: Namespace = Namespace {
+    key: "key:",
+    tag: "tag:",
+};
+
+/// `k:` and `t:`: the tagcache library's defaults (`Cache.key_ns`,
+/// `Cache.tag_ns`).
+pub const LIBRARY: Namespace = Namespace {
+    key: "k:",
+    tag: "t:",
+};
+
+impl Namespace {
+    /// Where the entry `name` lives.
+    pub fn key_path(&self, name: &[u8]) -> Sharded {
+        Sharded::new(format!("{}{}", self.key, hex::encode(name)))
+    }
+
+    /// Where the directory of tag `tag` lives.
+    pub fn tag_path(&self, tag: &[u8]) -> Sharded {
+        Sharded::new(format!("{}{}", self.tag, hex::encode(tag)))
+    }
+
+    pub fn is_key(&self, file: &[u8]) -> bool {
+        file.starts_with(self.key.as_bytes())
+    }
+
+    pub fn is_tag(&self, file: &[u8]) -> bool {
+        file.starts_with(self.tag.as_bytes())
+    }
+
+    /// The entry name a key file name holds.
+    pub fn decode_key(&self, file: &[u8]) -> Option<Vec<u8>> {
+        decode(self.key, file)
+    }
+
+    /// The tag a tag directory's name holds.
+    pub fn decode_tag(&self, file: &[u8]) -> Option<Vec<u8>> {
+        decode(self.tag, file)
+    }
+
+    /// `k` or `key`: how the command line names it.
+    pub fn label(&self) -> &'static str {
+        self.key.trim_end_matches(':')
+    }
+}
+
+/// Where the entry `name` lives in our namespace.
+#[cfg(test)]
+pub fn key_path(name: &[u8]) -> Sharded {
+    OURS.key_path(name)
+}
+
+/// Where the directory of tag `tag` lives in our namespace.
+#[cfg(test)]
 pub fn tag_path(tag: &[u8]) -> Sharded {
-    Sharded::new(format!("tag:{}", hex::encode(tag)))
+    OURS.tag_path(tag)
 }
 
 /// The link of inode `ino` in a tag directory: `(SS, "N:INO")`.
@@ -62,7 +121,7 @@ pub fn parse_tag_link(name: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Decodes `key:<hex>` / `tag:<hex>` file names back to the name.
-pub fn decode(prefix: &str, file: &[u8]) -> Option<Vec<u8>> {
+fn decode(prefix: &str, file: &[u8]) -> Option<Vec<u8>> {
     let hex_part = file.strip_prefix(prefix.as_bytes())?;
     let name = hex::decode(hex_part).ok()?;
     (!name.is_empty() && name.len() <= MAX_NAME).then_some(name)
@@ -184,5 +243,16 @@ mod tests {
         );
         assert_eq!(decode("key:", b"key:zz"), None);
         assert_eq!(decode("tag:", b"key:61"), None);
+        assert_eq!(LIBRARY.decode_key(b"k:61"), Some(b"a".to_vec()));
+        assert_eq!(LIBRARY.decode_key(b"key:61"), None);
+    }
+
+    #[test]
+    fn the_library_namespace_hashes_its_own_prefix() {
+        // tagcache 0.2.2: md5("k:" + hex(name)) names the fan-out.
+        let p = LIBRARY.key_path(b"blog-home");
+        assert_eq!(p.file, "k:626c6f672d686f6d65");
+        let digest = hex::encode(Md5::digest(p.file.as_bytes()));
+        assert_eq!(p.dir, format!("{}/{}", &digest[0..2], &digest[2..4]));
     }
 }

@@ -16,6 +16,7 @@
 mod cleanup;
 pub mod error;
 pub mod evict;
+pub mod format;
 pub mod layout;
 pub mod ledger;
 mod sys;
@@ -23,6 +24,7 @@ pub mod walk;
 
 use std::ffi::CStr;
 use std::fs::File;
+use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,11 +127,16 @@ pub struct Record {
     /// The committed length: a version a power loss shortened (or
     /// lengthened) does not match it and is never served.
     pub len: Option<u64>,
+    /// Where the content starts in the file: 0, or past the tags line of
+    /// the tagcache library's format.
+    pub head: u64,
 }
 
 /// The first byte of a record in the compact form (a record in the text
-/// form of earlier versions starts with a letter).
+/// form of earlier versions starts with a letter); `RECORD_V2` has the
+/// content's start at the end.
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
 
 impl Record {
     /// The compact form: small enough (about 25 bytes for a short name and
@@ -149,7 +156,7 @@ impl Record {
             }
         }
         let mut out = Vec::with_capacity(16 + self.name.len() + 4 * self.tags.len());
-        out.push(RECORD_V1);
+        out.push(if self.head > 0 { RECORD_V2 } else { RECORD_V1 });
         out.extend_from_slice(&self.ver.to_le_bytes());
         num(&mut out, self.len.map_or(0, |l| l + 1));
         num(&mut out, self.ttl);
@@ -160,17 +167,21 @@ impl Record {
             num(&mut out, tag.len() as u64);
             out.extend_from_slice(tag);
         }
+        if self.head > 0 {
+            num(&mut out, self.head);
+        }
         out
     }
 
     fn decode(value: &[u8]) -> Option<Record> {
         match value.first() {
-            Some(&RECORD_V1) => Record::decode_v1(&value[1..]),
+            Some(&RECORD_V1) => Record::decode_v1(&value[1..], false),
+            Some(&RECORD_V2) => Record::decode_v1(&value[1..], true),
             _ => Record::decode_text(value),
         }
     }
 
-    fn decode_v1(mut rest: &[u8]) -> Option<Record> {
+    fn decode_v1(mut rest: &[u8], with_head: bool) -> Option<Record> {
         fn num(rest: &mut &[u8]) -> Option<u64> {
             let mut n = 0u64;
             for shift in (0..64).step_by(7) {
@@ -200,12 +211,14 @@ impl Record {
         let tags = (0..count)
             .map(|_| bytes(&mut rest))
             .collect::<Option<Vec<_>>>()?;
+        let head = if with_head { num(&mut rest)? } else { 0 };
         rest.is_empty().then_some(Record {
             name,
             tags,
             ttl,
             ver,
             len,
+            head,
         })
     }
 
@@ -231,8 +244,32 @@ impl Record {
             ttl: ttl?,
             ver,
             len,
+            head: 0,
         })
     }
+}
+
+/// How long another program's file in `tmp/` stays before cleanup removes
+/// it (the tagcache library's drafts, abandoned by a crash).
+pub const DEFAULT_FOREIGN_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The namespace `STORE/format` names, if the store is shared with the
+/// tagcache library.
+fn read_marker(root: BorrowedFd) -> std::io::Result<Option<layout::Namespace>> {
+    use std::io::Read;
+    let fd = match sys::open_beneath(root, format::MARKER, libc::O_RDONLY, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    File::from(fd).take(256).read_to_string(&mut text)?;
+    format::parse_marker(&text).map(Some).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a format this version knows: {:?}", text.trim()),
+        )
+    })
 }
 
 /// The ledger at `STORE/ledger`, if a bounded mount made one.
@@ -277,6 +314,15 @@ pub struct Meta {
     /// When this version was made: its birth time, else its ctime.
     pub born: Time,
     pub record: Option<Record>,
+    /// Where the content starts in the file (`size` counts from there):
+    /// past the tags line in the tagcache library's format, else 0.
+    pub head: u64,
+    /// The tags the library's first line names (an entry without a record
+    /// in that format).
+    pub line_tags: Option<Vec<Vec<u8>>>,
+    /// Without a record: the link count the entry must have to be valid,
+    /// from its tags line or from one of its tag links' names.
+    pub want_links: Option<u64>,
 }
 
 impl Meta {
@@ -301,7 +347,17 @@ impl Meta {
                 nsec: st.st_mtime_nsec,
             },
             record,
+            head: 0,
+            line_tags: None,
+            want_links: None,
         }
+    }
+
+    /// The content starts at `head`: `size` is what follows it.
+    fn with_head(mut self, head: u64, st_size: u64) -> Meta {
+        self.head = head;
+        self.size = st_size.saturating_sub(head);
+        self
     }
 
     /// The metadata of a file with this stat, record and birth time: its
@@ -326,11 +382,12 @@ impl Meta {
         self.is_live_at(Time::now())
     }
 
-    /// The link count matches the tag count (always true without a record).
+    /// The link count matches the tag count: the record's, else the tags
+    /// line's or a tag link's name's (always true with none of them).
     pub fn links_ok(&self) -> bool {
         match &self.record {
             Some(r) => self.nlink == r.tags.len() as u64 + 1,
-            None => true,
+            None => self.want_links.is_none_or(|want| self.nlink == want),
         }
     }
 
@@ -349,7 +406,11 @@ impl Meta {
     }
 
     pub fn tags(&self) -> &[Vec<u8>] {
-        self.record.as_ref().map_or(&[], |r| &r.tags)
+        match (&self.record, &self.line_tags) {
+            (Some(r), _) => &r.tags,
+            (None, Some(tags)) => tags,
+            (None, None) => &[],
+        }
     }
 
     pub fn ttl(&self) -> u64 {
@@ -362,6 +423,31 @@ impl Meta {
 pub struct Version {
     pub file: File,
     pub meta: Meta,
+}
+
+impl Version {
+    /// What a reader keeps: the file and where its content starts.
+    pub fn content(self) -> Content {
+        Content {
+            head: self.meta.head,
+            file: self.file,
+        }
+    }
+}
+
+/// A version's content, open for reading.
+#[derive(Debug)]
+pub struct Content {
+    pub file: File,
+    /// Where the content starts in the file.
+    pub head: u64,
+}
+
+impl Content {
+    /// Up to `size` bytes of the content from `offset`.
+    pub fn read_at(&self, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+        read_at(&self.file, self.head + offset, size)
+    }
 }
 
 /// What a commit published: the new version, the tag directories it is
@@ -392,11 +478,35 @@ pub struct Draft {
     /// Bytes reserved for it in the ledger (given back when it goes).
     reserved: u64,
     ledger: Option<Arc<ledger::Ledger>>,
+    /// Where its content starts in the file (room for the library's tags
+    /// line, written at commit).
+    head: u64,
 }
 
 impl Draft {
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Writes `data` at `offset` of the content.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, self.head + offset)
+    }
+
+    /// Up to `size` bytes of the content from `offset`.
+    pub fn read_at(&self, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+        read_at(&self.file, self.head + offset, size)
+    }
+
+    /// Truncates (or extends) the content to `len` bytes.
+    pub fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(self.head + len)
+    }
+
+    /// Where the content starts in the file.
+    pub fn head(&self) -> u64 {
+        self.head
     }
 
     /// The id this draft's version has once committed.
@@ -425,6 +535,10 @@ pub struct EntryLock {
     file: File,
     tmp: Arc<OwnedFd>,
     name: String,
+    /// In the tagcache library's format: the entry's current file, flocked
+    /// as the library does while it regenerates it.
+    #[allow(dead_code)]
+    current: Option<File>,
 }
 
 impl Drop for EntryLock {
@@ -492,6 +606,15 @@ pub struct Store {
     /// `--max-size`, `--min-free`.
     bound: Option<evict::Bound>,
     evictor: evict::Evictor,
+    /// The prefixes of file names in `data/`.
+    ns: layout::Namespace,
+    /// How entries' files hold their content (`STORE/format`).
+    format: format::Format,
+    seen_links: format::SeenLinks,
+    names: format::Names,
+    /// How old (unchanged) a file of another program in `tmp/` must be
+    /// for cleanup to remove it.
+    foreign_tmp_age: std::time::Duration,
 }
 
 impl Store {
@@ -512,7 +635,21 @@ impl Store {
             ledger: open_ledger(root.as_fd()).at(|| format!("{}/{LEDGER}", shown()))?,
             bound: None,
             evictor: evict::Evictor::default(),
+            ns: layout::OURS,
+            format: format::Format::Native,
+            seen_links: format::SeenLinks::default(),
+            names: format::Names::default(),
+            foreign_tmp_age: DEFAULT_FOREIGN_TMP_AGE,
         };
+        let store =
+            match read_marker(root.as_fd()).at(|| format!("{}/{}", shown(), format::MARKER))? {
+                Some(ns) => Store {
+                    ns,
+                    format: format::Format::Tagcache,
+                    ..store
+                },
+                None => store,
+            };
         let probe = store.new_draft()?;
         match sys::fsetxattr(probe.file.as_fd(), RECORD, b"probe") {
             Ok(()) => Ok(store),
@@ -527,6 +664,13 @@ impl Store {
     /// it is. Off by default: a cache may lose what the last seconds wrote.
     pub fn durable(mut self, on: bool) -> Store {
         self.durable = on;
+        self
+    }
+
+    /// Cleanup removes another program's files in `tmp/` once nothing
+    /// changed them for `age` (and nobody holds their flock).
+    pub fn foreign_tmp_age(mut self, age: std::time::Duration) -> Store {
+        self.foreign_tmp_age = age;
         self
     }
 
@@ -625,6 +769,52 @@ impl Store {
         &self.path
     }
 
+    pub fn namespace(&self) -> layout::Namespace {
+        self.ns
+    }
+
+    /// The store shared with the tagcache library, its entries in
+    /// namespace `ns`: says so in `STORE/format` for every later process.
+    /// A store marked with another namespace is refused.
+    pub fn shared_with_library(self, ns: layout::Namespace) -> Result<Store> {
+        let marked = self.format == format::Format::Tagcache;
+        let store = self.reading_library_format(ns)?;
+        if !marked {
+            let shown = || format!("{}/{}", store.path.display(), format::MARKER);
+            let root: OwnedFd = File::open(&store.path).at(shown)?.into();
+            let fd = sys::open_beneath(
+                root.as_fd(),
+                format::MARKER,
+                libc::O_WRONLY | libc::O_CREAT,
+                0o644,
+            )
+            .at(shown)?;
+            File::from(fd)
+                .write_all(format::marker_text(ns).as_bytes())
+                .at(shown)?;
+        }
+        Ok(store)
+    }
+
+    /// The store read in the tagcache library's format, namespace `ns`
+    /// (without marking it). A store marked with another namespace is
+    /// refused.
+    pub fn reading_library_format(mut self, ns: layout::Namespace) -> Result<Store> {
+        if self.format == format::Format::Tagcache && self.ns != ns {
+            return Err(Error::Io {
+                path: format!("{}/{}", self.path.display(), format::MARKER),
+                source: std::io::Error::other(format!(
+                    "the store is shared with the tagcache library in namespace {}, not {}",
+                    self.ns.label(),
+                    ns.label()
+                )),
+            });
+        }
+        self.ns = ns;
+        self.format = format::Format::Tagcache;
+        Ok(self)
+    }
+
     fn show(&self, rel: &str) -> String {
         format!("{}/data/{rel}", self.path.display())
     }
@@ -650,7 +840,8 @@ impl Store {
         let record = sys::fgetxattr(file, RECORD)
             .at(&shown)?
             .and_then(|v| Record::decode(&v));
-        Ok(Meta::with_record(&st, record, btime))
+        let meta = Meta::with_record(&st, record, btime);
+        Ok(self.shape(meta, format::Source::Fd(file)))
     }
 
     /// Re-reads the metadata of an open version.
@@ -664,14 +855,19 @@ impl Store {
     /// retagging commits a new version.
     pub fn restat(&self, file: &File, meta: &mut Meta) -> Result<()> {
         let st = sys::fstat(file.as_fd()).at(|| "open version".to_string())?;
-        *meta = Meta::from_stat(&st, meta.record.take(), meta.ver);
+        let fresh = Meta::from_stat(&st, meta.record.take(), meta.ver);
+        *meta = Meta {
+            line_tags: meta.line_tags.take(),
+            want_links: meta.want_links,
+            ..fresh.with_head(meta.head, st.st_size as u64)
+        };
         Ok(())
     }
 
     /// Opens whatever version is at `name`'s key path, live or not.
     pub fn open_version(&self, name: &[u8]) -> Result<Option<Version>> {
         layout::check_name(name)?;
-        let key = layout::key_path(name);
+        let key = self.ns.key_path(name);
         let rel = key.path();
         let file = match sys::open_file(self.data.as_fd(), &rel) {
             Ok(f) => f,
@@ -698,7 +894,7 @@ impl Store {
         }
         let (ss, link) = layout::tag_link(tags.len() as u64 + 1, ino);
         for tag in tags {
-            let rel = format!("{}/{ss}/{link}", layout::tag_path(tag).path());
+            let rel = format!("{}/{ss}/{link}", self.ns.tag_path(tag).path());
             let file = match sys::open_file(self.data.as_fd(), &rel) {
                 Ok(f) => f,
                 Err(e) if is_absent(&e) => continue,
@@ -746,23 +942,72 @@ impl Store {
             ino,
             reserved: 0,
             ledger: self.ledger.clone(),
+            head: self.format.draft_head(),
         })
     }
 
-    /// Starts a new version as a copy of `base` (a reflink where possible).
-    pub fn draft_from(&self, base: &File) -> Result<Draft> {
+    /// What a draft is, for a node made from it: its content's size, no
+    /// record yet.
+    pub fn draft_meta(&self, draft: &Draft) -> Result<Meta> {
+        let (st, btime) = sys::fstat_btime(draft.file.as_fd()).at(|| self.show_tmp(&draft.name))?;
+        Ok(Meta::with_record(&st, None, btime).with_head(draft.head, st.st_size as u64))
+    }
+
+    /// Starts a new version as a copy of `base`'s content (a reflink where
+    /// possible).
+    pub fn draft_from(&self, base: &Version) -> Result<Draft> {
         let mut draft = self.new_draft()?;
-        let len = sys::fstat(base.as_fd())
-            .at(|| self.show_tmp(&draft.name))?
-            .st_size as u64;
+        let name = draft.name.clone();
+        let shown = || self.show_tmp(&name);
+        let st_size = sys::fstat(base.file.as_fd()).at(shown)?.st_size as u64;
+        let len = st_size.saturating_sub(base.meta.head);
         self.reserve(&mut draft, len)?;
-        sys::copy_file(base, &draft.file).at(|| self.show_tmp(&draft.name))?;
+        if base.meta.head == 0 && draft.head == 0 {
+            sys::copy_file(&base.file, &draft.file).at(shown)?;
+        } else {
+            sys::copy_range(&base.file, base.meta.head, &draft.file, draft.head, len).at(shown)?;
+        }
         Ok(draft)
     }
 
     /// Commits `draft` as the new version of `c.name`; returns it, open.
     pub fn commit(&self, draft: Draft, c: &Commit) -> Result<Version> {
         self.publish(draft, c).map(|p| p.version)
+    }
+
+    /// The tagcache library's first line, written into the room `draft`
+    /// keeps for it; tags too long for that room move the content once.
+    fn write_tags_line(&self, draft: &mut Draft, tags: &[Vec<u8>]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if let Some(tag) = tags.iter().find(|t| t.contains(&b':')) {
+            return Err(Error::InvalidName(
+                lossy(tag),
+                "a tag of a store shared with the tagcache library holds no colon",
+            ));
+        }
+        let name = draft.name.clone();
+        let shown = || self.show_tmp(&name);
+        let st_size = sys::fstat(draft.file.as_fd()).at(shown)?.st_size as u64;
+        let len = st_size.saturating_sub(draft.head);
+        let line = match format::line_for(tags, draft.head) {
+            Some(line) => line,
+            None => {
+                let line = format::line_for(tags, tags.join(&b":"[..]).len() as u64 + 1)
+                    .expect("room for it");
+                let head = line.len() as u64;
+                // Room first: the content ends further on.
+                let old = std::mem::replace(&mut draft.head, head);
+                self.reserve(draft, len)?;
+                format::shift_forward(&draft.file, old, head, len).at(shown)?;
+                line
+            }
+        };
+        // A draft nothing was written to is shorter than its room.
+        if st_size < draft.head + len {
+            draft.file.set_len(draft.head + len).at(shown)?;
+        }
+        draft.file.write_all_at(&line, 0).at(shown)?;
+        Ok(())
     }
 
     /// Commits `draft` as the new version of `c.name`: links it into each
@@ -773,6 +1018,9 @@ impl Store {
         for tag in c.tags {
             layout::check_tag(tag)?;
         }
+        if self.format == format::Format::Tagcache {
+            self.write_tags_line(&mut draft, c.tags)?;
+        }
         let shown_draft = || self.show_tmp(&draft.name);
         let st = sys::fstat(draft.file.as_fd()).at(shown_draft)?;
         let ino = st.st_ino;
@@ -781,7 +1029,8 @@ impl Store {
             tags: c.tags.to_vec(),
             ttl: c.ttl,
             ver: draft.ver,
-            len: Some(st.st_size as u64),
+            len: Some((st.st_size as u64).saturating_sub(draft.head)),
+            head: draft.head,
         };
         sys::fsetxattr(draft.file.as_fd(), RECORD, &record.encode()).at(shown_draft)?;
         if self.durable {
@@ -829,7 +1078,7 @@ impl Store {
                     .unwrap_or(Error::Invalidated(lossy(c.name))));
             }
         }
-        let key = layout::key_path(c.name);
+        let key = self.ns.key_path(c.name);
         let file = draft.file.try_clone().at(shown_draft);
         let result = file.and_then(|file| {
             sys::set_mtime(draft.file.as_fd(), c.expiry.sec, c.expiry.nsec).at(shown_draft)?;
@@ -877,11 +1126,14 @@ impl Store {
             atime: now,
             born: btime.map_or(now, Time::from_ns),
             regular: true,
-            size: st.map_or(0, |st| st.st_size as u64),
+            size: st.map_or(0, |st| (st.st_size as u64).saturating_sub(draft.head)),
             blocks: st.map_or(0, |st| st.st_blocks as u64),
             nlink: st.map_or(nlink, |st| st.st_nlink),
             expiry: c.expiry,
             record: Some(record),
+            head: draft.head,
+            line_tags: None,
+            want_links: None,
         };
         Ok(Published {
             version: Version { file, meta },
@@ -952,7 +1204,7 @@ impl Store {
         carried: bool,
         replaces: Option<&Version>,
     ) -> Result<(TagDir, OwnedFd, bool)> {
-        let tag_rel = layout::tag_path(tag).path();
+        let tag_rel = self.ns.tag_path(tag).path();
         let shown = || self.show(&format!("{tag_rel}/{ss}/{link}"));
         // A removed directory (ENOENT on link) means an rmdir won the race:
         // a fresh commit starts a new tag directory, a re-commit gives up.
@@ -1018,7 +1270,7 @@ impl Store {
         let shown = || {
             format!(
                 "{}/{ss}/{link} (tag {})",
-                self.show(&layout::tag_path(&held.tag).path()),
+                self.show(&self.ns.tag_path(&held.tag).path()),
                 lossy(&held.tag)
             )
         };
@@ -1048,7 +1300,7 @@ impl Store {
         let (ss, link) = layout::tag_link(tags.len() as u64 + 1, version.meta.ino);
         let mut held = Vec::with_capacity(tags.len());
         for tag in tags {
-            let rel = layout::tag_path(tag).path();
+            let rel = self.ns.tag_path(tag).path();
             let dir = match sys::open_dir(self.data.as_fd(), &rel) {
                 Ok(d) => d,
                 Err(e) if is_absent(&e) => return Ok(None),
@@ -1078,7 +1330,7 @@ impl Store {
         let old = self
             .open_live(name)?
             .ok_or_else(|| Error::NoEntry(lossy(name)))?;
-        let draft = self.draft_from(&old.file)?;
+        let draft = self.draft_from(&old)?;
         self.publish(
             draft,
             &Commit {
@@ -1114,7 +1366,7 @@ impl Store {
             Some(v) => {
                 let now = Time::now();
                 sys::set_mtime(v.file.as_fd(), now.sec, now.nsec)
-                    .at(|| self.show(&layout::key_path(name).path()))?;
+                    .at(|| self.show(&self.ns.key_path(name).path()))?;
                 self.sync_file(&v.file)?;
                 Ok(true)
             }
@@ -1138,7 +1390,7 @@ impl Store {
         let v = self
             .open_live(from)?
             .ok_or_else(|| Error::NoEntry(lossy(from)))?;
-        let (src, dst) = (layout::key_path(from), layout::key_path(to));
+        let (src, dst) = (self.ns.key_path(from), self.ns.key_path(to));
         let src_dir = sys::open_dir(self.data.as_fd(), &src.dir).at(|| self.show(&src.dir))?;
         let dst_dir = sys::mkdir_all(self.data.as_fd(), &dst.dir).at(|| self.show(&dst.dir))?;
         let set_name = |record: &Record, name: &[u8]| {
@@ -1223,7 +1475,7 @@ impl Store {
     /// Creates an empty tag; `false` if it existed.
     pub fn create_tag(&self, tag: &[u8]) -> Result<bool> {
         layout::check_tag(tag)?;
-        let p = layout::tag_path(tag);
+        let p = self.ns.tag_path(tag);
         let bucket = sys::mkdir_all(self.data.as_fd(), &p.dir).at(|| self.show(&p.dir))?;
         match sys::mkdirat(bucket.as_fd(), &p.file) {
             Ok(()) => Ok(true),
@@ -1234,7 +1486,7 @@ impl Store {
 
     pub fn tag_exists(&self, tag: &[u8]) -> Result<bool> {
         layout::check_tag(tag)?;
-        let rel = layout::tag_path(tag).path();
+        let rel = self.ns.tag_path(tag).path();
         match sys::open_dir(self.data.as_fd(), &rel) {
             Ok(_) => Ok(true),
             Err(e) if is_absent(&e) => Ok(false),
@@ -1247,7 +1499,7 @@ impl Store {
     /// tag is left, so no entry that carried it is live.
     pub fn invalidate_tag(&self, tag: &[u8]) -> Result<bool> {
         layout::check_tag(tag)?;
-        let p = layout::tag_path(tag);
+        let p = self.ns.tag_path(tag);
         let bucket = match sys::open_dir(self.data.as_fd(), &p.dir) {
             Ok(b) => b,
             Err(e) if is_absent(&e) => return Ok(false),
@@ -1276,7 +1528,7 @@ impl Store {
     pub fn key_names(&self) -> Result<Vec<Vec<u8>>> {
         let mut names = Vec::new();
         self.walk_buckets(|_, file| {
-            if let Some(name) = layout::decode("key:", file) {
+            if let Some(name) = self.ns.decode_key(file) {
                 names.push(name);
             }
             Ok(())
@@ -1288,7 +1540,7 @@ impl Store {
     pub fn tag_names(&self) -> Result<Vec<Vec<u8>>> {
         let mut tags = Vec::new();
         self.walk_buckets(|_, file| {
-            if let Some(tag) = layout::decode("tag:", file) {
+            if let Some(tag) = self.ns.decode_tag(file) {
                 tags.push(tag);
             }
             Ok(())
@@ -1300,6 +1552,11 @@ impl Store {
     /// one bucket at a time (memory does not grow with the store); stops at
     /// the first error `f` returns.
     fn walk_buckets(&self, mut f: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        self.walk_buckets_inos(|rel, file, _| f(rel, file))
+    }
+
+    /// `walk_buckets`, with each name's inode number (from the listing).
+    fn walk_buckets_inos(&self, mut f: impl FnMut(&str, &[u8], u64) -> Result<()>) -> Result<()> {
         for aa in sys::read_dir(self.data.as_fd()).at(|| self.show(""))? {
             let Some(aa) = sys::as_str(&aa).filter(|s| is_fanout(s)) else {
                 continue;
@@ -1315,8 +1572,8 @@ impl Store {
                     continue;
                 };
                 let rel = format!("{aa}/{bb}");
-                for file in sys::read_dir(bb_dir.as_fd()).at(|| self.show(&rel))? {
-                    f(&rel, &file)?;
+                for (file, ino) in sys::read_dir_inos(bb_dir.as_fd()).at(|| self.show(&rel))? {
+                    f(&rel, &file, ino)?;
                 }
             }
         }
@@ -1328,7 +1585,7 @@ impl Store {
     /// there is no such tag.
     pub fn for_each_tagged(&self, tag: &[u8], mut f: impl FnMut(Version)) -> Result<Option<()>> {
         layout::check_tag(tag)?;
-        let rel = layout::tag_path(tag).path();
+        let rel = self.ns.tag_path(tag).path();
         let tag_dir = match sys::open_dir(self.data.as_fd(), &rel) {
             Ok(d) => d,
             Err(e) if is_absent(&e) => return Ok(None),
@@ -1377,11 +1634,25 @@ impl Store {
             let ino = sys::fstat(fd.as_fd()).at(shown)?.st_ino;
             match sys::lstatat(self.tmp.as_fd(), &lock) {
                 Ok(st) if st.st_ino == ino => {
-                    return Ok(Some(EntryLock {
+                    let mut held = EntryLock {
                         file: fd.into(),
                         tmp: self.tmp.clone(),
-                        name: lock,
-                    }));
+                        name: lock.clone(),
+                        current: None,
+                    };
+                    if self.format == format::Format::Tagcache {
+                        // The library regenerating it holds this flock; a
+                        // library process that finds it held serves the
+                        // entry it has instead of regenerating too.
+                        match self.open_version(name)? {
+                            Some(v) if !sys::try_flock(v.file.as_fd(), true).at(shown)? => {
+                                return Ok(None);
+                            }
+                            Some(v) => held.current = Some(v.file),
+                            None => {}
+                        }
+                    }
+                    return Ok(Some(held));
                 }
                 Ok(_) => continue,
                 Err(e) if is_absent(&e) => continue,

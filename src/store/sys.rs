@@ -454,9 +454,15 @@ pub fn copy_file(src: &File, dst: &File) -> io::Result<()> {
         return Ok(());
     }
     let len = fstat(src.as_fd())?.st_size as u64;
-    let mut off_in: i64 = 0;
-    let mut off_out: i64 = 0;
-    while (off_in as u64) < len {
+    copy_range(src, 0, dst, 0, len)
+}
+
+/// Copies `src` from `from` to its end into `dst` at `to`, in the kernel.
+pub fn copy_range(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    let end = from + len;
+    let mut off_in = from as i64;
+    let mut off_out = to as i64;
+    while (off_in as u64) < end {
         // SAFETY: offsets are valid pointers to i64.
         let n = unsafe {
             libc::copy_file_range(
@@ -464,7 +470,7 @@ pub fn copy_file(src: &File, dst: &File) -> io::Result<()> {
                 &mut off_in,
                 dst.as_raw_fd(),
                 &mut off_out,
-                (len - off_in as u64) as usize,
+                (end - off_in as u64) as usize,
                 0,
             )
         };
@@ -476,6 +482,28 @@ pub fn copy_file(src: &File, dst: &File) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `pread(2)`: up to `buf.len()` bytes at `offset`.
+pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for its length.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as i64,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// The names in directory `dir` (without `.` and `..`).

@@ -111,7 +111,7 @@ fn recommit_after_its_tag_was_removed_does_not_resurrect() {
     put(&store, "a", "1", &["x"], 0);
     let old = store.open_live(b"a").unwrap().unwrap();
     store.invalidate_tag(b"x").unwrap();
-    let draft = store.draft_from(&old.file).unwrap();
+    let draft = store.draft_from(&old).unwrap();
     let err = store
         .commit(
             draft,
@@ -257,7 +257,7 @@ fn keeping_tags_links_into_the_held_directory_not_a_recreated_one() {
     store.invalidate_tag(b"t").unwrap();
     // Another entry's commit starts a new directory for t.
     put(&store, "b", "other", &["t"], 0);
-    let draft = store.draft_from(&old.file).unwrap();
+    let draft = store.draft_from(&old).unwrap();
     let err = store
         .commit(
             draft,
@@ -287,12 +287,19 @@ fn records_round_trip_and_stay_small() {
         ttl: 604_800,
         ver: 0x0123_4567_89ab_cdef,
         len: Some(4096),
+        head: 0,
     };
     let bytes = r.encode();
     assert!(bytes.len() <= 40, "{} bytes", bytes.len());
     assert_eq!(super::Record::decode(&bytes), Some(r.clone()));
-    let none = super::Record { len: None, ..r };
+    let none = super::Record {
+        len: None,
+        ..r.clone()
+    };
     assert_eq!(super::Record::decode(&none.encode()), Some(none));
+    // With the content's start (the tagcache library's format).
+    let headed = super::Record { head: 512, ..r };
+    assert_eq!(super::Record::decode(&headed.encode()), Some(headed));
     // The text form of earlier versions still reads.
     let old = b"ttl=0\nname=626c6f67\ntags=62696f\n";
     let got = super::Record::decode(old).unwrap();

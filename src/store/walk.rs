@@ -232,7 +232,7 @@ impl Store {
         f: &mut dyn FnMut(Walked) -> Result<bool>,
     ) -> Result<bool> {
         layout::check_tag(tag)?;
-        let rel = layout::tag_path(tag).path();
+        let rel = self.ns.tag_path(tag).path();
         let tag_dir = match sys::open_dir(self.data.as_fd(), &rel) {
             Ok(d) => d,
             Err(e) if is_absent(&e) => return Ok(false),
@@ -290,7 +290,8 @@ impl Store {
             Err(e) if is_absent(&e) => return Ok(None),
             Err(e) => return Err(e).at(|| name.to_string()),
         };
-        Ok(Some(super::Meta::with_record(&st, record, btime)))
+        let meta = super::Meta::with_record(&st, record, btime);
+        Ok(Some(self.shape(meta, super::format::Source::At(dir, name))))
     }
 
     /// The version at `file` in `dir` (a bucket or an `SS` directory a walk
