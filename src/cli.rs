@@ -39,6 +39,9 @@ pub enum Command {
         /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
+        /// Count what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Then evict the least recently used live entries until the
         /// store's files occupy at most SIZE (K, M, G, T: powers of 1024).
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]

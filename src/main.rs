@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             Some(Command::Cleanup {
                 store,
                 json,
+                dry_run,
                 max_size,
                 min_free,
                 tagcache_format,
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
             }) => report::cleanup(
                 &store,
                 json,
+                dry_run,
                 max_size,
                 min_free,
                 tagcache_format,

@@ -167,10 +167,35 @@ fn cleanup_and_stats_commands_report_counts() {
     assert_eq!(v["daemon"]["commits"], 2);
     let table = run(Command::new(BIN).arg("stats").arg(&m.store));
     assert!(table.contains("entries        1"), "{table}");
+    // A dry run counts what would go and removes nothing.
+    let before = store_listing(&m.store);
+    let dry = run(Command::new(BIN)
+        .args(["cleanup", "--dry-run", "--json"])
+        .arg(&m.store));
+    let d: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(
+        (d["entries"].as_u64(), d["dry_run"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(
+        store_listing(&m.store),
+        before,
+        "a dry run removed something"
+    );
+    let human = run(Command::new(BIN)
+        .args(["cleanup", "--dry-run"])
+        .arg(&m.store));
+    assert!(human.starts_with("would remove 1 entries (3 B)"), "{human}");
     let cleaned = run(Command::new(BIN).arg("cleanup").arg(&m.store).arg("--json"));
     let v: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
     assert_eq!(v["entries"], 1);
     assert_eq!(v["bytes"], 3);
+    for key in ["entries", "tag_links", "tag_dirs", "tmp_files"] {
+        assert_eq!(
+            v[key], d[key],
+            "the dry run's {key} was not what cleanup removed"
+        );
+    }
     let again = run(Command::new(BIN).arg("cleanup").arg(&m.store));
     assert!(again.starts_with("removed 0 entries"), "{again}");
     assert_eq!(read(&m.keys("a")).unwrap(), b"12345");

@@ -585,7 +585,9 @@ fn commits_and_opens_racing_cleanup_neither_fail_nor_lose_work() {
     let root = dir.path().join("store");
     let store = Store::open(&root).unwrap();
     let deadline = Instant::now() + Duration::from_millis(1500);
-    let key = root.join("data").join(layout::OURS.key_path(b"moved").path());
+    let key = root
+        .join("data")
+        .join(layout::OURS.key_path(b"moved").path());
     let commit = |name: &[u8], tag: &[u8]| {
         let draft = store.new_draft()?;
         draft.file().write_all(name).unwrap();

@@ -78,10 +78,30 @@ fn expired(st: &libc::stat, now: Time) -> bool {
     } <= now
 }
 
-pub(super) fn run(store: &Store) -> Result<CleanupReport> {
+/// What hears how far a walk of the store is: (phase, done, of how many).
+pub type ProgressFn<'a> = dyn Fn(&str, u64, u64) + Sync + 'a;
+
+/// How a cleanup runs.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Count what would be removed; remove nothing.
+    pub dry_run: bool,
+    /// Told how far the walk is.
+    pub progress: Option<&'a ProgressFn<'a>>,
+}
+
+impl Options<'_> {
+    fn tell(&self, phase: &str, done: u64, total: u64) {
+        if let Some(p) = self.progress {
+            p(phase, done, total);
+        }
+    }
+}
+
+pub(super) fn run(store: &Store, opts: &Options) -> Result<CleanupReport> {
     let mut report = CleanupReport::default();
     let now = Time::now();
-    clean_tmp(store, &mut report)?;
+    clean_tmp(store, opts.dry_run, &mut report)?;
 
     // Tag links first: an inode whose link says it needs N links but has
     // another count lost a tag, and its key file is invalid even when it has
@@ -89,22 +109,33 @@ pub(super) fn run(store: &Store) -> Result<CleanupReport> {
     // Two walks, one bucket at a time: memory stays flat however big the
     // store is (the set holds only inodes found invalid by a tag link).
     let mut invalid: HashSet<u64> = HashSet::new();
-    store.walk_buckets(|rel, file| match sys::as_str(file) {
-        Some(file) if store.ns.is_tag(file.as_bytes()) => clean_tag_dir(
-            store,
-            &format!("{rel}/{file}"),
-            now,
-            &mut invalid,
-            &mut report,
-        ),
-        _ => Ok(()),
-    })?;
-    store.walk_buckets(|rel, file| match sys::as_str(file) {
-        Some(file) if store.ns.is_key(file.as_bytes()) => {
-            clean_key(store, rel, file, now, &invalid, &mut report)
-        }
-        _ => Ok(()),
-    })?;
+    let dry = opts.dry_run;
+    store.walk_buckets_inos(
+        |rel, file, _| match sys::as_str(file) {
+            Some(file) if store.ns.is_tag(file.as_bytes()) => clean_tag_dir(
+                store,
+                &format!("{rel}/{file}"),
+                now,
+                dry,
+                &mut invalid,
+                &mut report,
+            ),
+            _ => Ok(()),
+        },
+        &mut |done, total| opts.tell("tag links", done, total),
+    )?;
+    store.walk_buckets_inos(
+        |rel, file, _| match sys::as_str(file) {
+            Some(file) if store.ns.is_key(file.as_bytes()) => {
+                clean_key(store, rel, file, now, dry, &invalid, &mut report)
+            }
+            _ => Ok(()),
+        },
+        &mut |done, total| opts.tell("entries", done, total),
+    )?;
+    if dry {
+        return Ok(report);
+    }
     log::info!(
         "cleanup of {}: {} entries ({} bytes), {} tag links, {} tag dirs, {} tmp files removed",
         store.path.display(),
@@ -121,11 +152,11 @@ pub(super) fn run(store: &Store) -> Result<CleanupReport> {
 /// remains of removed tag directories and reaped entries.
 pub(super) fn reclaim_tmp(store: &Store) -> Result<CleanupReport> {
     let mut report = CleanupReport::default();
-    clean_tmp(store, &mut report)?;
+    clean_tmp(store, false, &mut report)?;
     Ok(report)
 }
 
-fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
+fn clean_tmp(store: &Store, dry: bool, report: &mut CleanupReport) -> Result<()> {
     let tmp = store.tmp.as_fd();
     let now = Time::now();
     for name in sys::read_dir(tmp).at(|| store.show_tmp(""))? {
@@ -139,7 +170,9 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
             let is_dir =
                 sys::lstatat(tmp, name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
             if is_dir {
-                remove_tree(store, tmp, name).at(shown)?;
+                if !dry {
+                    remove_tree(store, tmp, name).at(shown)?;
+                }
                 report.tmp_files += 1;
             }
             continue;
@@ -168,6 +201,10 @@ fn clean_tmp(store: &Store, report: &mut CleanupReport) -> Result<()> {
         match sys::lstatat(tmp, name) {
             Ok(st) if st.st_ino == ino => {}
             _ => continue,
+        }
+        if dry {
+            report.tmp_files += 1;
+            continue;
         }
         match store.unlink_counted(tmp, name) {
             Ok(_) => report.tmp_files += 1,
@@ -219,13 +256,16 @@ fn clean_tag_dir(
     store: &Store,
     tag_rel: &str,
     now: Time,
+    dry: bool,
     invalid: &mut HashSet<u64>,
     report: &mut CleanupReport,
 ) -> Result<()> {
     let shown = || store.show(tag_rel);
+    let mut kept = 0u64;
     let mut each = |ss_dir: BorrowedFd, link: &str, need: u64, st: &libc::stat| {
         let links_ok = st.st_nlink == need;
         if links_ok && !expired(st, now) {
+            kept += 1;
             return Ok(());
         }
         // A version still being committed is flocked by its writer.
@@ -233,6 +273,14 @@ fn clean_tag_dir(
             return Ok(());
         };
         if !sys::try_flock(file.as_fd(), false).unwrap_or(false) {
+            kept += 1;
+            return Ok(());
+        }
+        if dry {
+            if !links_ok {
+                invalid.insert(st.st_ino);
+            }
+            report.tag_links += 1;
             return Ok(());
         }
         if !links_ok {
@@ -255,9 +303,17 @@ fn clean_tag_dir(
         Ok(())
     };
     let mut drop_ss = |tag_dir: BorrowedFd, ss: &str| {
-        let _ = sys::unlinkat(tag_dir, ss, true);
+        if !dry {
+            let _ = sys::unlinkat(tag_dir, ss, true);
+        }
     };
     if !walk_tag_links(store, tag_rel, &mut each, &mut drop_ss)? {
+        return Ok(());
+    }
+    if dry {
+        if kept == 0 {
+            report.tag_dirs += 1;
+        }
         return Ok(());
     }
     // An empty tag directory goes too; ENOTEMPTY means it is in use.
@@ -275,6 +331,7 @@ fn clean_key(
     rel: &str,
     file: &str,
     now: Time,
+    dry: bool,
     invalid: &HashSet<u64>,
     report: &mut CleanupReport,
 ) -> Result<()> {
@@ -299,6 +356,11 @@ fn clean_key(
     let dead = !meta.is_live_at(now) || (meta.record.is_none() && invalid.contains(&meta.ino));
     // A seed process regenerating an entry holds its flock.
     if !dead || !sys::try_flock(version.as_fd(), true).at(shown)? {
+        return Ok(());
+    }
+    if dry {
+        report.entries += 1;
+        report.bytes += meta.size;
         return Ok(());
     }
     if reap(store, bucket.as_fd(), file, meta.ino, shown)?.is_some() {
@@ -416,30 +478,33 @@ fn links_usage(store: &Store, tag_rel: &str, share: &dyn Fn(&libc::stat) -> u64)
     total
 }
 
-pub(super) fn stats(store: &Store) -> Result<StoreStats> {
+pub(super) fn stats(store: &Store, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<StoreStats> {
     let mut stats = StoreStats::default();
     let now = Time::now();
     // As cleanup judges them: an entry without a record whose tag link
     // says it needs another link count than it has is not live.
     let mut invalid: HashSet<u64> = HashSet::new();
-    store.walk_buckets(|rel, file| {
-        if !store.ns.is_tag(file) {
-            return Ok(());
-        }
-        stats.tags += 1;
-        let Some(file) = sys::as_str(file) else {
-            return Ok(());
-        };
-        let mut each = |_: BorrowedFd, _: &str, need: u64, st: &libc::stat| {
-            if st.st_nlink != need {
-                invalid.insert(st.st_ino);
+    store.walk_buckets_inos(
+        |rel, file, _| {
+            if !store.ns.is_tag(file) {
+                return Ok(());
             }
+            stats.tags += 1;
+            let Some(file) = sys::as_str(file) else {
+                return Ok(());
+            };
+            let mut each = |_: BorrowedFd, _: &str, need: u64, st: &libc::stat| {
+                if st.st_nlink != need {
+                    invalid.insert(st.st_ino);
+                }
+                Ok(())
+            };
+            walk_tag_links(store, &format!("{rel}/{file}"), &mut each, &mut |_, _| {})?;
             Ok(())
-        };
-        walk_tag_links(store, &format!("{rel}/{file}"), &mut each, &mut |_, _| {})?;
-        Ok(())
-    })?;
-    store.walk_buckets(|rel, file| {
+        },
+        &mut |done, total| progress("tag links", done, total),
+    )?;
+    let mut entries = |rel: &str, file: &[u8], _| {
         let Some(file) = sys::as_str(file).filter(|f| store.ns.is_key(f.as_bytes())) else {
             return Ok(());
         };
@@ -459,6 +524,9 @@ pub(super) fn stats(store: &Store) -> Result<StoreStats> {
             stats.stale_bytes += meta.size;
         }
         Ok(())
+    };
+    store.walk_buckets_inos(&mut entries, &mut |done, total| {
+        progress("entries", done, total)
     })?;
     Ok(stats)
 }

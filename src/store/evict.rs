@@ -564,6 +564,16 @@ impl Store {
         Ok(0)
     }
 
+    /// How many bytes the store is over its `--max-size` (0 within it, or
+    /// without a bound).
+    pub fn over_bound(&self) -> Result<u64> {
+        let (Some(bound), Some(ledger)) = (self.bound, &self.ledger) else {
+            return Ok(0);
+        };
+        let f = ledger.figures().at(|| self.show_ledger())?;
+        Ok(bound.max_size.map_or(0, |max| f.used.saturating_sub(max)))
+    }
+
     /// Evicts until the store is within its bound (the dead first, the
     /// young last); how many entries and bytes went.
     pub fn evict_to_bound(&self) -> Result<(u64, u64)> {

@@ -250,12 +250,15 @@ impl super::Store {
         }
         let mut map = HashMap::new();
         let ns = self.ns;
-        self.walk_buckets_inos(|_, file, ino| {
-            if let Some(name) = ns.decode_key(file) {
-                map.insert(ino, name);
-            }
-            Ok(())
-        })?;
+        self.walk_buckets_inos(
+            |_, file, ino| {
+                if let Some(name) = ns.decode_key(file) {
+                    map.insert(ino, name);
+                }
+                Ok(())
+            },
+            &mut |_, _| {},
+        )?;
         *names = (Some(Instant::now()), map);
         Ok(names.1.get(&ino).cloned())
     }

@@ -13,7 +13,7 @@
 //! - whatever the mount needs beyond the seed's layout (name, tags, TTL) is
 //!   the record: one user xattr on the entry's inode.
 
-mod cleanup;
+pub mod cleanup;
 pub mod error;
 pub mod evict;
 pub mod format;
@@ -1552,13 +1552,21 @@ impl Store {
     /// one bucket at a time (memory does not grow with the store); stops at
     /// the first error `f` returns.
     fn walk_buckets(&self, mut f: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        self.walk_buckets_inos(|rel, file, _| f(rel, file))
+        self.walk_buckets_inos(|rel, file, _| f(rel, file), &mut |_, _| {})
     }
 
-    /// `walk_buckets`, with each name's inode number (from the listing).
-    fn walk_buckets_inos(&self, mut f: impl FnMut(&str, &[u8], u64) -> Result<()>) -> Result<()> {
-        for aa in sys::read_dir(self.data.as_fd()).at(|| self.show(""))? {
-            let Some(aa) = sys::as_str(&aa).filter(|s| is_fanout(s)) else {
+    /// `walk_buckets`, with each name's inode number (from the listing);
+    /// `progress` hears of each `AA` directory done (done, of how many).
+    fn walk_buckets_inos(
+        &self,
+        mut f: impl FnMut(&str, &[u8], u64) -> Result<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
+        let tops = sys::read_dir(self.data.as_fd()).at(|| self.show(""))?;
+        let total = tops.len() as u64;
+        for (done, aa) in tops.iter().enumerate() {
+            progress(done as u64, total);
+            let Some(aa) = sys::as_str(aa).filter(|s| is_fanout(s)) else {
                 continue;
             };
             let Ok(aa_dir) = sys::open_dir(self.data.as_fd(), aa) else {
@@ -1577,6 +1585,7 @@ impl Store {
                 }
             }
         }
+        progress(total, total);
         Ok(())
     }
 
@@ -1664,7 +1673,12 @@ impl Store {
     /// Removes expired and invalid entries, dead tag links, empty tag
     /// directories and abandoned tmp and lock files.
     pub fn cleanup(&self) -> Result<CleanupReport> {
-        cleanup::run(self)
+        cleanup::run(self, &cleanup::Options::default())
+    }
+
+    /// Cleanup as `opts` say: for real or as a dry run, telling `progress`.
+    pub fn cleanup_with(&self, opts: &cleanup::Options) -> Result<CleanupReport> {
+        cleanup::run(self, opts)
     }
 
     /// Reclaims only what crashed processes left in `tmp/` (drafts and lock
@@ -1687,7 +1701,12 @@ impl Store {
 
     /// Counts entries, bytes and tags.
     pub fn stats(&self) -> Result<StoreStats> {
-        cleanup::stats(self)
+        cleanup::stats(self, &mut |_, _, _| {})
+    }
+
+    /// `stats`, telling `progress` (phase, done, of how many).
+    pub fn stats_with(&self, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<StoreStats> {
+        cleanup::stats(self, progress)
     }
 }
 
