@@ -215,12 +215,8 @@ def drop_caches(what="3"):
 
 def forget_all(*daemons):
     """Makes the kernel drop its cached names and inodes (so it sends FORGET
-    for every node), and waits until the daemons hold none.
-
-    The daemon keeps one descriptor open per node the kernel holds, per
-    mount, and RLIMIT_NOFILE caps them (20,000 on the machine this was
-    written on, which cannot raise it): the 10k-entry hot set fits on one
-    mount at a time, not on both."""
+    for every node), and waits until the daemons hold none: each row then
+    starts from the same cold kernel caches."""
     drop_caches("2")
     end = perf() + 10
     for d in daemons:

@@ -12,9 +12,10 @@ FULL = dict(
     seconds=1.0,  # one throughput run
     runs=3,  # best of
     sizes=[1_000, 100_000, 1_000_000],  # store sizes of the scale rows
-    ls_sizes=[1_000, 100_000],  # store sizes of the ls -l rows
+    ls_sizes=[1_000, 100_000, 1_000_000],  # store sizes of the ls -l rows
     probe_ops=1_000,  # ops per request-count probe
     bound=64 << 20,  # --max-size of the bounded-store row
+    tagged=100_000,  # entries of the big tag in the largest scale store
 )
 QUICK = dict(
     hot=1_000,
@@ -27,6 +28,7 @@ QUICK = dict(
     ls_sizes=[1_000],
     probe_ops=100,
     bound=4 << 20,
+    tagged=500,
 )
 ENTRY = 4096
 FILLER = 64  # size of the filler entries of the scale stores

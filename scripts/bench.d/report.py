@@ -118,8 +118,8 @@ class Report:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        lines.append(f"RLIMIT_NOFILE of the daemons: {soft:,} (scripts/bench raises it: the daemon "
-                     "holds a descriptor per entry the kernel holds, per mount)")
+        lines.append(f"RLIMIT_NOFILE of the daemons: {soft:,} (the daemon holds no descriptor per "
+                     "node: its read pool and pins are bounded)")
         if self.memory:
             lines.append("")
             lines.append("daemon memory by store size (VmRSS; kernel_nodes from .stats, both mounts):")

@@ -25,6 +25,10 @@ class Scale:
             fill = size - hot
             if fill > fill_have:
                 specs.append(f"f:{fill_have}:{fill - fill_have}:{FILLER}")
+            # The largest store also holds one big tag, for the tag-listing row.
+            last = size == p["sizes"][-1]
+            if last:
+                specs.append(f"g:0:{p['tagged']}:{FILLER}:big")
             log(f"== store of {size:,} entries")
             dt = populate(a, store, specs) if specs else 0.0
             have = size
@@ -55,10 +59,14 @@ class Scale:
             mem = dict(size=size, sweep_cpu=sweep_cpu, rss_mount=m0["VmRSS"], rss_hot=m1["VmRSS"],
                        nodes_mount=n0, nodes_hot=n1, hwm=m1["VmHWM"], fds_mount=f0, fds_hot=f1)
             if size in p["ls_sizes"]:
-                mem.update(self.ls(store, size, tc, hot))
+                mem.update(self.ls(store, size + (p["tagged"] if last else 0), tc, hot))
+            if last:
+                self.ls_tag(store, size, tc, "big", p["tagged"])
             mem["hwm"] = proc_status(tc.pid)["VmHWM"]
             self.memory.append(mem)
             tc.stop()
+            if last:
+                self.store_walks(store, size + p["tagged"])
         base = rows[0]
         for size, hot, res in rows:
             for t, view in (("tcfs-fast", "fast view"), ("tcfs", "full mount")):
