@@ -151,7 +151,7 @@ def main():
         for ph in phases:
             if ph in only:
                 {"hits": bench.hits, "misses": bench.misses, "big": bench.big_reads,
-                 "commit": bench.commits, "bounded": bench.bounded, "rmdir": bench.rmdirs, "scale": bench.scale,
+                 "commit": lambda: (bench.commits(), bench.put_commits()), "bounded": bench.bounded, "rmdir": bench.rmdirs, "scale": bench.scale,
                  "requests": bench.request_counts}[ph]()
         report = bench.report(started)
     finally:
