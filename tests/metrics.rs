@@ -293,3 +293,53 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn failures_show_by_operation_and_by_errno() {
+    // The first commit fails (EIO, a fault of the commit step); an entry
+    // too large for the bound fails with EFBIG (a refusal, not a fault).
+    let m = Mount::with_failpoints("writer.commit", &["--max-size", "64K"]);
+    let f = open(&m.keys("a"), libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    write_fd(&f, b"x").unwrap();
+    assert_eq!(close(f), Err(Errno::EIO));
+    let f = open(
+        &m.keys("big"),
+        libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+    )
+    .unwrap();
+    assert_eq!(
+        write_chunks(&f, &[7u8; 128 << 10], 16 << 10),
+        Err(Errno::EFBIG)
+    );
+    assert_eq!(close(f), Err(Errno::EFBIG));
+    let p = parse(Input::Text(&stats_prometheus(&m.mnt)));
+    assert_eq!(p.get("tagcachefs_commit_failures_total{errno=EIO}"), 1.0);
+    assert_eq!(p.get("tagcachefs_commit_failures_total{errno=EFBIG}"), 1.0);
+    assert_eq!(p.get("tagcachefs_commit_errors_total"), 2.0);
+    assert_eq!(
+        p.get("tagcachefs_request_errors_total{op=commit at close}"),
+        1.0
+    );
+    assert_eq!(p.families["tagcachefs_request_errors"], "counter");
+    // No cleanup ran yet.
+    assert_eq!(p.get("tagcachefs_last_cleanup_timestamp_seconds"), 0.0);
+}
+
+#[test]
+fn the_last_cleanup_shows_when_and_how_long() {
+    let m = Mount::new(&["--cleanup-interval", "1"]);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    eventually(5.0, || {
+        parse(Input::Text(&stats_prometheus(&m.mnt)))
+            .get("tagcachefs_last_cleanup_timestamp_seconds")
+            > 0.0
+    })
+    .expect("a cleanup ran within 5 s");
+    let p = parse(Input::Text(&stats_prometheus(&m.mnt)));
+    let at = p.get("tagcachefs_last_cleanup_timestamp_seconds");
+    assert!(at >= start.floor() && at <= start + 10.0, "{at} vs {start}");
+    assert!(p.get("tagcachefs_last_cleanup_duration_seconds") < 5.0);
+}

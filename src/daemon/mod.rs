@@ -258,8 +258,10 @@ fn serve(
             }
             loop {
                 std::thread::sleep(Duration::from_secs(interval));
-                if let Err(e) = sweeper.store().cleanup() {
-                    log::error!("cleanup: {e}");
+                let started = std::time::Instant::now();
+                match sweeper.store().cleanup() {
+                    Ok(_) => sweeper.counters.cleanup_done(started.elapsed()),
+                    Err(e) => log::error!("cleanup: {e}"),
                 }
                 // The ledger's drift (crashes, other programs) corrected.
                 if let Err(e) = sweeper.store().recount_size() {

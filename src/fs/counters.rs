@@ -1,6 +1,8 @@
 //! What `.stats` shows: counters of what the daemon answered. Hits on the
 //! fast view never reach the daemon, so they are not counted.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Fs;
@@ -17,6 +19,34 @@ pub struct Counters {
     pub bytes_written: AtomicU64,
     /// Versions found not to be their committed length (never served).
     pub torn: AtomicU64,
+    /// Failed requests (faults, not refusals of bad input), by operation.
+    pub errors_by_op: Mutex<BTreeMap<&'static str, u64>>,
+    /// Failed commits by errno name.
+    pub commit_errors_by_errno: Mutex<BTreeMap<String, u64>>,
+    /// When the last cleanup of the mount's own ended well (Unix time), and
+    /// how long it took, in nanoseconds.
+    pub last_cleanup_end: AtomicU64,
+    pub last_cleanup_ns: AtomicU64,
+}
+
+impl Counters {
+    pub fn count_commit_error(&self, errno: i32) {
+        let name = format!("{:?}", nix::errno::Errno::from_raw(errno));
+        *self
+            .commit_errors_by_errno
+            .lock()
+            .unwrap()
+            .entry(name)
+            .or_default() += 1;
+    }
+
+    /// A cleanup of the mount's own ended well after `took`.
+    pub fn cleanup_done(&self, took: std::time::Duration) {
+        let now = crate::store::Time::now().sec.max(0) as u64;
+        self.last_cleanup_end.store(now, Ordering::Relaxed);
+        self.last_cleanup_ns
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -42,9 +72,17 @@ impl Fs {
         }
     }
 
-    /// Counts a request that failed for a reason other than bad input.
-    pub fn count_error(&self) {
+    /// Counts a request (operation `op`) that failed for a reason other
+    /// than bad input.
+    pub fn count_error(&self, op: &'static str) {
         bump(&self.counters.errors);
+        *self
+            .counters
+            .errors_by_op
+            .lock()
+            .unwrap()
+            .entry(op)
+            .or_default() += 1;
     }
 
     /// `.stats` as JSON.
@@ -76,6 +114,10 @@ impl Fs {
             "hit_ratio": ratio,
             "commits": get(&c.commits),
             "commit_errors": get(&c.commit_errors),
+            "commit_errors_by_errno": *c.commit_errors_by_errno.lock().unwrap(),
+            "errors_by_op": *c.errors_by_op.lock().unwrap(),
+            "last_cleanup_unixtime": get(&c.last_cleanup_end),
+            "last_cleanup_seconds": get(&c.last_cleanup_ns) as f64 / 1e9,
             "invalidations": get(&c.invalidations),
             "stale_reads": get(&c.stale_reads),
             "errors": get(&c.errors),

@@ -63,7 +63,9 @@ impl Mount<'_> {
             Ok(p) => p,
             Err(e) => {
                 bump(&fs.counters.commit_errors);
-                return Err(e.into());
+                let e = FsError::from(e);
+                fs.counters.count_commit_error(e.errno());
+                return Err(e);
             }
         };
         bump(&fs.counters.commits);

@@ -69,10 +69,10 @@ impl Kernel {
     }
 
     /// Logs a failed request and gives its errno.
-    fn fail(&self, op: &str, e: &FsError) -> Errno {
+    fn fail(&self, op: &'static str, e: &FsError) -> Errno {
         if e.is_fault() {
             log::error!("{op}: {e}");
-            self.fs.count_error();
+            self.fs.count_error(op);
         } else {
             log::debug!("{op}: {e}");
         }
@@ -187,7 +187,7 @@ impl FuseFs {
         self.kernel.fs.mount(self.idx)
     }
 
-    fn fail(&self, op: &str, e: &FsError) -> Errno {
+    fn fail(&self, op: &'static str, e: &FsError) -> Errno {
         self.kernel.fail(op, e)
     }
 
@@ -483,7 +483,7 @@ impl Filesystem for FuseFs {
                 // Nobody waits for this answer: it is logged whatever it is.
                 log::error!("commit at release: {e}");
                 if e.is_fault() {
-                    self.kernel.fs.count_error();
+                    self.kernel.fs.count_error("release");
                 }
                 reply.ok();
             }

@@ -81,6 +81,8 @@ pub const SAMPLES: &[Sample] = &[
     counter("daemon.invalidations", "invalidations_total", "", "Invalidations through the mount: an rm of an entry or an rmdir of a tag counts one."),
     counter("daemon.errors", "errors_total", "", "Requests that failed for a reason other than bad input."),
     counter("daemon.bytes_written", "written_bytes_total", "", "Bytes written to entries through the mount."),
+    gauge("daemon.last_cleanup_unixtime", "last_cleanup_timestamp_seconds", "", "When the mount's last cleanup ended well (Unix time; 0: none yet)."),
+    gauge("daemon.last_cleanup_seconds", "last_cleanup_duration_seconds", "", "How long the mount's last good cleanup took."),
     gauge("daemon.kernel_nodes", "kernel_nodes", "", "Entry nodes the kernel holds over the daemon's mounts."),
     gauge("daemon.pinned_versions", "pinned_versions", "", "Replaced versions held open for nodes the kernel still holds (bounded)."),
     counter("daemon.torn", "torn_versions_total", "", "Sightings of versions whose size is not their committed length (never served)."),
@@ -129,6 +131,19 @@ pub fn exposition(stats: &Value) -> String {
             let _ = writeln!(out, "{name}{{{}}} {value}", s.labels);
         }
     }
+    for m in LABELLED {
+        let Some(Value::Object(by)) = lookup(stats, m.key) else {
+            continue;
+        };
+        let name = format!("tagcachefs_{}", m.family);
+        let _ = writeln!(out, "# HELP {name} {}", m.help);
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (label, value) in by {
+            if let Some(value) = number(value) {
+                let _ = writeln!(out, "{name}{{{}=\"{}\"}} {value}", m.label, escape(label));
+            }
+        }
+    }
     out.push_str("# HELP tagcachefs_build_info The running tagcachefs: always 1.\n");
     out.push_str("# TYPE tagcachefs_build_info gauge\n");
     let _ = writeln!(
@@ -137,6 +152,37 @@ pub fn exposition(stats: &Value) -> String {
         env!("CARGO_PKG_VERSION")
     );
     out
+}
+
+/// A family whose samples are the entries of one object of the stats
+/// JSON, each labelled with its key.
+pub struct Labelled {
+    pub key: &'static str,
+    pub family: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+}
+
+pub const LABELLED: &[Labelled] = &[
+    Labelled {
+        key: "daemon.errors_by_op",
+        family: "request_errors_total",
+        label: "op",
+        help: "Requests that failed for a reason other than bad input, by operation.",
+    },
+    Labelled {
+        key: "daemon.commit_errors_by_errno",
+        family: "commit_failures_total",
+        label: "errno",
+        help: "Commits that failed, by the errno their close returned.",
+    },
+];
+
+/// A label value as the exposition format writes it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn lookup<'a>(stats: &'a Value, key: &str) -> Option<&'a Value> {
