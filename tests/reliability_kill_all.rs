@@ -210,7 +210,14 @@ fn killing_every_process_of_the_daemon_leaves_no_client_blocked() {
         "{rounds} rounds: {killed} daemon processes killed; {blocked_seen} clients found blocked after a kill, {freed} freed by the takeover; {checked} acknowledged commits read back whole"
     );
     let panics = panics_in(&m.log());
+    // Unmounting is watched too: a hang there would hold the whole run.
+    let mut dog = Watchdog::new(
+        &format!("{TEST}, unmounting"),
+        Duration::from_secs(40),
+        vec![m.store.clone()],
+    );
     drop(m);
+    assert!(!dog.disarm(), "unmounting hung");
     assert!(panics.is_empty(), "the daemon panicked: {panics:?}");
     assert!(
         problems.is_empty(),

@@ -83,6 +83,15 @@ impl Mount {
     }
 
     fn mount(&mut self, args: &[String]) {
+        self.run_mount(args);
+        self.mounted.push(Unmount(self.mnt.clone()));
+        if args.iter().any(|a| a == "--read-mount") {
+            self.mounted.push(Unmount(self.fast.clone()));
+        }
+    }
+
+    /// Runs `tagcachefs STORE MNT args`; a failure fails the test.
+    fn run_mount(&self, args: &[String]) {
         let log = self.dir.path().join("daemon.log");
         let out = Command::new(BIN)
             .arg(&self.store)
@@ -102,10 +111,6 @@ impl Mount {
             "mounting failed (a FUSE test that cannot mount fails): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.mounted.push(Unmount(self.mnt.clone()));
-        if args.iter().any(|a| a == "--read-mount") {
-            self.mounted.push(Unmount(self.fast.clone()));
-        }
     }
 
     /// Unmounts and mounts the same store again.
@@ -131,13 +136,14 @@ impl Mount {
     /// Runs `tagcachefs STORE MNT args` again over a mount whose daemon was
     /// killed (it takes the dead mount over), without unmounting first.
     pub fn take_over(&mut self, args: &[&str]) {
-        // The old guards name the same paths: the new mount is the one to
-        // unmount now.
-        for guard in self.mounted.drain(..) {
-            std::mem::forget(guard);
-        }
+        // The guards of the dead mount name the same paths: they unmount
+        // the new one, or (if taking over fails) free the dead one.
         let args = self.args(args);
-        self.mount(&args);
+        if self.mounted.is_empty() {
+            self.mount(&args);
+        } else {
+            self.run_mount(&args);
+        }
     }
 
     /// Unmounts the fast view, then the mount.
