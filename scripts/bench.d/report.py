@@ -76,7 +76,7 @@ class Table:
                 f"{rf:.2f}" if rf is not None else "—",
                 self.verdict(r),
             ])
-        widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+        widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(head)]
         def row(cells):
             out = []
             for i, c in enumerate(cells):
