@@ -10,7 +10,13 @@
 //! - read opens: FOPEN_KEEP_CACHE | FOPEN_NOFLUSH; write opens and creates:
 //!   FOPEN_DIRECT_IO into a private buffer, committed into memory at the
 //!   first FLUSH after a write (or at RELEASE), `user.*` xattrs set on the
-//!   writing descriptor kept with the version;
+//!   writing descriptor kept with the version; a commit moves the buffer
+//!   into the version (no copy), and a write open starts from the committed
+//!   bytes without copying them until it writes (as a draft is copied
+//!   lazily);
+//! - `rm keys/<name>` drops the name and its bytes at once (a descriptor
+//!   still open on it reads it as empty), so that a benchmark writing large
+//!   entries can free them;
 //! - entry and attribute timeouts `--cache-timeout`; misses are cached as
 //!   negative entries for as long; a created name gets zero timeouts until
 //!   it is committed; READDIRPLUS requested;
@@ -77,9 +83,60 @@ fn content(i: u64, size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A version's bytes. A dropped version's buffer goes back to `SPARE`
+/// for the next writer.
+#[derive(Debug)]
+struct Bytes(Vec<u8>);
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() < SPARE_MIN {
+            return;
+        }
+        let mut spare = SPARE.lock().unwrap();
+        let held: usize = spare.iter().map(Vec::capacity).sum();
+        if held + buf.capacity() <= SPARE_MAX {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+}
+
+/// Buffers of dropped versions, reused by later writers, as the page cache
+/// reuses freed pages: fresh anonymous memory costs a page fault per page,
+/// which on a virtual machine can cost more than the FUSE transport itself,
+/// and a floor paying it would be slower than the file systems it bounds.
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const SPARE_MIN: usize = 1 << 20;
+const SPARE_MAX: usize = 2 << 30;
+
+/// An empty buffer for a writer, with room for at least `len` bytes: the
+/// largest spare one (a writer's first write does not say how much
+/// follows).
+fn spare_buffer(len: usize) -> Vec<u8> {
+    let mut spare = SPARE.lock().unwrap();
+    let pick = spare
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    let mut buf = pick.map(|i| spare.swap_remove(i)).unwrap_or_default();
+    drop(spare);
+    buf.reserve(len);
+    buf
+}
+
 #[derive(Debug)]
 struct Node {
-    data: Arc<[u8]>,
+    data: Arc<Bytes>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     lookups: u64,
     /// Created and not committed yet: only its writer sees it.
@@ -109,10 +166,28 @@ struct Writer {
     node: u64,
     name: Vec<u8>,
     pid: u32,
+    /// The bytes written; empty while `base` holds the content.
     buf: Vec<u8>,
+    /// Committed bytes this writer continues, not copied until it writes.
+    base: Option<Arc<Bytes>>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     dirty: bool,
     owner: Option<u64>,
+}
+
+impl Writer {
+    fn content(&self) -> &[u8] {
+        self.base.as_deref().map_or(&self.buf[..], |b| &b[..])
+    }
+
+    /// The buffer to write into, copied from `base` first if needed.
+    fn buf_mut(&mut self) -> &mut Vec<u8> {
+        if let Some(base) = self.base.take() {
+            self.buf = spare_buffer(base.len());
+            self.buf.extend_from_slice(&base);
+        }
+        &mut self.buf
+    }
 }
 
 #[derive(Debug)]
@@ -229,7 +304,11 @@ impl Floor {
 
     /// Publishes a writer's buffer as the current version of its name.
     fn commit(&self, w: &mut Writer) {
-        let data: Arc<[u8]> = w.buf.clone().into();
+        let data = match &w.base {
+            Some(base) => base.clone(),
+            None => Arc::new(Bytes(std::mem::take(&mut w.buf))),
+        };
+        w.base = Some(data.clone());
         let mut st = self.state.lock().unwrap();
         if let Some(&old) = st.names.get(&w.name)
             && let Some(n) = st.nodes.get_mut(&old)
@@ -305,6 +384,29 @@ impl Filesystem for Floor {
         }
     }
 
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if self.fast {
+            return reply.error(Errno::EROFS);
+        }
+        if parent.0 != KEYS {
+            return reply.error(Errno::EPERM);
+        }
+        let mut st = self.state.lock().unwrap();
+        let Some(id) = st.names.remove(name.as_bytes()) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if let Some(n) = st.nodes.get_mut(&id) {
+            n.current = false;
+            // Its bytes go now, not when the kernel forgets the node: a
+            // descriptor still open on it reads it as empty.
+            n.data = Arc::new(Bytes(Vec::new()));
+            if n.lookups == 0 && !n.pending {
+                st.nodes.remove(&id);
+            }
+        }
+        reply.ok();
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.attr_of(ino.0) {
             Some(attr) => reply.attr(&self.timeout, &attr),
@@ -340,7 +442,7 @@ impl Filesystem for Floor {
             if let Some(h) = h
                 && let Handle::Writer(w) = &mut *h.lock().unwrap()
             {
-                w.buf.resize(size as usize, 0);
+                w.buf_mut().resize(size as usize, 0);
                 w.dirty = true;
             }
         }
@@ -372,7 +474,7 @@ impl Filesystem for Floor {
             .iter()
             .find(|(_, id)| **id == ino.0)
             .map(|(n, _)| n.clone());
-        let buf = node.data.to_vec();
+        let base = Some(node.data.clone());
         let xattrs = node.xattrs.clone();
         drop(st);
         let Some(name) = name else {
@@ -382,7 +484,8 @@ impl Filesystem for Floor {
             node: ino.0,
             name,
             pid: req.pid(),
-            buf,
+            buf: Vec::new(),
+            base,
             xattrs,
             dirty: false,
             owner: None,
@@ -407,7 +510,7 @@ impl Filesystem for Floor {
             return reply.error(Errno::EPERM);
         }
         let node = Node {
-            data: Arc::from(&[][..]),
+            data: Arc::new(Bytes(Vec::new())),
             xattrs: Vec::new(),
             lookups: 1,
             pending: true,
@@ -425,6 +528,7 @@ impl Filesystem for Floor {
             name: name.as_bytes().to_vec(),
             pid: req.pid(),
             buf: Vec::new(),
+            base: None,
             xattrs: Vec::new(),
             dirty: true,
             owner: None,
@@ -459,7 +563,7 @@ impl Filesystem for Floor {
             && let Some(h) = self.handle(fh.0)
             && let Handle::Writer(w) = &*h.lock().unwrap()
         {
-            return reply.data(&slice(&w.buf));
+            return reply.data(&slice(w.content()));
         }
         let data = match self.state.lock().unwrap().nodes.get(&ino.0) {
             Some(n) => n.data.clone(),
@@ -487,11 +591,20 @@ impl Filesystem for Floor {
         let Handle::Writer(w) = &mut *h else {
             return reply.error(Errno::EBADF);
         };
-        let end = offset as usize + data.len();
-        if w.buf.len() < end {
-            w.buf.resize(end, 0);
+        let (offset, end) = (offset as usize, offset as usize + data.len());
+        let buf = w.buf_mut();
+        if buf.capacity() == 0 {
+            *buf = spare_buffer(end);
         }
-        w.buf[offset as usize..end].copy_from_slice(data);
+        if offset == buf.len() {
+            // Sequential: no zero-filling first.
+            buf.extend_from_slice(data);
+        } else {
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[offset..end].copy_from_slice(data);
+        }
         w.dirty = true;
         w.owner = lock_owner.map(|o| o.0);
         reply.written(data.len() as u32);
@@ -512,7 +625,7 @@ impl Filesystem for Floor {
             && let Handle::Writer(w) = &mut *h.lock().unwrap()
             && w.dirty
             && w.owner.is_none_or(|o| o == lock_owner.0)
-            && (w.owner.is_some() || !w.buf.is_empty())
+            && (w.owner.is_some() || !w.content().is_empty())
         {
             self.commit(w);
         }
@@ -747,11 +860,11 @@ fn populate(state: &mut State, spec: &str) -> Result<(), String> {
     let num = |p: &str| p.parse::<u64>().map_err(|e| format!("{spec}: {p}: {e}"));
     let (start, count, size) = (num(parts[1])?, num(parts[2])?, num(parts[3])? as usize);
     // Contents repeat every 251 entries: share them.
-    let mut shared: HashMap<u64, Arc<[u8]>> = HashMap::new();
+    let mut shared: HashMap<u64, Arc<Bytes>> = HashMap::new();
     for i in start..start + count {
         let data = shared
             .entry(i % 251)
-            .or_insert_with(|| content(i, size).into())
+            .or_insert_with(|| Arc::new(Bytes(content(i, size))))
             .clone();
         let id = state.insert(Node {
             data,

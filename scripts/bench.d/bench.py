@@ -22,7 +22,7 @@ import signal
 import time
 
 from mounts import MOUNTS, Floor, Tagcachefs, populate, proc_status, wait_idle
-from params import ENTRY, FULL, QUICK, content, log, name
+from params import ENTRY, FULL, QUICK, big_prefix, content, log, name
 from report import Report, Table, environment
 from rows.bounded import Bounded
 from rows.commits import Commits
@@ -33,10 +33,11 @@ from rows.reads import Reads
 from rows.request_counts import RequestCounts
 from rows.rmdir import Rmdirs
 from rows.scale import Scale
+from rows.writes import Writes
 from workloads import check_content, open_diskcache
 
 
-class Bench(Hits, Misses, Reads, Commits, Bounded, Rmdirs, Scale, Listings, RequestCounts, Report):
+class Bench(Hits, Misses, Reads, Writes, Commits, Bounded, Rmdirs, Scale, Listings, RequestCounts, Report):
     """One run: the paths every row compares (made by setup), the table
     the rows add to and the tables below it. Each group of rows is a base
     class of its own, in rows/."""
@@ -55,10 +56,12 @@ class Bench(Hits, Misses, Reads, Commits, Bounded, Rmdirs, Scale, Listings, Requ
     def setup(self):
         a, p = self.args, self.p
         w = a.work
-        log(f"== setup: {p['hot']} entries of 4 KiB, one of {p['big'] >> 20} MiB, "
+        sizes = ", ".join(f"{s >> 20}" for s in p["big_sizes"])
+        log(f"== setup: {p['hot']} entries of 4 KiB, one each of {sizes} MiB, "
             f"{2 * a.runs} tags of {p['rm_entries']} entries")
         self.store = os.path.join(w, "store")
-        specs = [f"k:0:{p['hot']}:{ENTRY}", f"big:0:1:{p['big']}"]
+        big = [f"{big_prefix(s)}:0:1:{s}" for s in p["big_sizes"]]
+        specs = [f"k:0:{p['hot']}:{ENTRY}"] + big
         for r in range(a.runs):
             specs.append(f"rc{r}x:0:{p['rm_entries']}:{ENTRY}:rmc{r}")
             specs.append(f"rh{r}x:0:{p['rm_entries']}:{ENTRY}:rmh{r}")
@@ -71,9 +74,10 @@ class Bench(Hits, Misses, Reads, Commits, Bounded, Rmdirs, Scale, Listings, Requ
         for i in range(p["hot"]):
             with open(os.path.join(keys, name("k", i)), "wb") as f:
                 f.write(content(i, ENTRY))
-        with open(os.path.join(keys, name("big", 0)), "wb") as f:
-            f.write(content(0, p["big"]))
-        floor_specs = [f"k:0:{p['hot']}:{ENTRY}", f"big:0:1:{p['big']}"]
+        for s in p["big_sizes"]:
+            with open(os.path.join(keys, name(big_prefix(s), 0)), "wb") as f:
+                f.write(content(0, s))
+        floor_specs = [f"k:0:{p['hot']}:{ENTRY}"] + big
         self.floor = Floor(a, "floor", False, floor_specs)
         self.floor_fast = Floor(a, "floorfast", True, floor_specs)
         # Not a column: the floor of read opens answered FOPEN_DIRECT_IO, as
@@ -118,7 +122,8 @@ def main():
     ap.add_argument("--runs", type=int, help="best of how many runs")
     ap.add_argument("--seconds", type=float, help="length of one throughput run")
     ap.add_argument("--sizes", help="store sizes of the scale rows, comma-separated")
-    ap.add_argument("--only", help="comma-separated phases: hits,misses,big,commit,bounded,rmdir,scale,requests")
+    ap.add_argument("--only", help="comma-separated phases: "
+                    "hits,misses,big,bigwrite,commit,bounded,rmdir,scale,requests")
     ap.add_argument("--daemon-args", default="", help="extra tagcachefs options, e.g. '--max-nodes 18000'")
     ap.add_argument("--out", help="also write the report here (default target/bench-last.txt)")
     a = ap.parse_args()
@@ -137,7 +142,7 @@ def main():
         a.diskcache = True
     except ImportError:
         a.diskcache = False
-    phases = ["hits", "misses", "big", "commit", "bounded", "rmdir", "scale", "requests"]
+    phases = ["hits", "misses", "big", "bigwrite", "commit", "bounded", "rmdir", "scale", "requests"]
     only = a.only.split(",") if a.only else phases
 
     def on_signal(sig, _frame):
@@ -151,6 +156,7 @@ def main():
         for ph in phases:
             if ph in only:
                 {"hits": bench.hits, "misses": bench.misses, "big": bench.big_reads,
+                 "bigwrite": bench.big_writes,
                  "commit": lambda: (bench.commits(), bench.put_commits()), "bounded": bench.bounded, "rmdir": bench.rmdirs, "scale": bench.scale,
                  "requests": bench.request_counts}[ph]()
         report = bench.report(started)

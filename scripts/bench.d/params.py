@@ -6,7 +6,10 @@ import time
 
 FULL = dict(
     hot=10_000,  # 4 KiB entries hit at random
-    big=64 << 20,  # the sequential-read entry
+    big_sizes=[1 << 20, 64 << 20, 256 << 20],  # the sequential read and write entries
+    write_bytes=64 << 20,  # at least this much written per process per write run
+    cold_bytes=64 << 20,  # at least this much read per cold-read run (drop_caches before each entry)
+    read_seconds=0.3,  # warm reads of an entry repeated for at least this long per run
     rm_entries=10_000,  # entries of the tag removed by rmdir
     first_sight=20_000,  # unique absent names per run
     seconds=1.0,  # one throughput run
@@ -19,7 +22,10 @@ FULL = dict(
 )
 QUICK = dict(
     hot=1_000,
-    big=8 << 20,
+    big_sizes=[1 << 20, 4 << 20, 16 << 20],
+    write_bytes=8 << 20,
+    cold_bytes=8 << 20,
+    read_seconds=0.05,
     rm_entries=1_000,
     first_sight=1_000,
     seconds=0.1,
@@ -44,6 +50,16 @@ def content(i, size):
 
 def name(prefix, i):
     return f"{prefix}{i:07d}"
+
+
+def mib(size):
+    """A size in MiB, for row names ("64 MiB")."""
+    return f"{size >> 20} MiB"
+
+
+def big_prefix(size):
+    """The name prefix of the big entry of `size` bytes (one per size)."""
+    return f"big{size >> 20}m"
 
 
 T0 = time.monotonic()

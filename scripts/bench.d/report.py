@@ -46,9 +46,12 @@ class Table:
         return a / b if a is not None and b else None
 
     def verdict(self, row):
+        """The row's target(s) — (kind, ratio) or a list of them — met or not."""
         t = row["target"]
         if not t:
             return ""
+        if isinstance(t, list):
+            return "; ".join(self.verdict(dict(row, target=one)) for one in t)
         kind, want = t
         got = {
             "native": self.ratio(row["tagcachefs"], row["native"]),

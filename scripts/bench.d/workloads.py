@@ -210,3 +210,97 @@ def walk_store(data_dir):
                             if f.name.startswith("key:"):
                                 n += 1
     return n
+
+
+def run_once(factory, nproc):
+    """MiB/s of `nproc` processes running factory(k)() once, together:
+    the bytes they all moved over the time from the first one's start to
+    the last one's end. factory(k) runs in its process (after fork) and
+    returns the function to time, which returns the bytes it moved."""
+    go_r, go_w = os.pipe()
+    kids = []
+    for k in range(nproc):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(r)
+                os.close(go_w)
+                fn = factory(k)
+                os.write(w, b"r")
+                os.read(go_r, 1)
+                t0 = perf()
+                n = fn()
+                t1 = perf()
+                os.write(w, json.dumps([n, t0, t1]).encode())
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(w)
+        kids.append((pid, r))
+    os.close(go_r)
+    for _, r in kids:
+        os.read(r, 1)
+    os.write(go_w, b"g" * nproc)
+    os.close(go_w)
+    done = []
+    for pid, r in kids:
+        data = b""
+        while chunk := os.read(r, 4096):
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        if not data:
+            raise RuntimeError("a worker process failed")
+        done.append(json.loads(data))
+    total = sum(n for n, _, _ in done)
+    span = max(t1 for _, _, t1 in done) - min(t0 for _, t0, _ in done)
+    return total / (1 << 20) / span
+
+
+def write_entry(path, chunk, size, flags=os.O_CREAT | os.O_TRUNC | os.O_WRONLY):
+    """open, write(chunk) until `size` bytes, close (the commit): bytes written."""
+    fd = os.open(path, flags, 0o644)
+    try:
+        n = 0
+        while n < size:
+            n += os.write(fd, chunk if size - n >= len(chunk) else chunk[: size - n])
+    finally:
+        os.close(fd)
+    return n
+
+
+def check_written(path, chunk, size):
+    """The entry at `path` holds `size` bytes of `chunk` repeated."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        n = 0
+        while data := os.read(fd, len(chunk)):
+            if data != chunk[: len(data)]:
+                raise RuntimeError(f"{path}: wrong bytes at {n}")
+            n += len(data)
+    finally:
+        os.close(fd)
+    if n != size:
+        raise RuntimeError(f"{path}: {n} bytes, expected {size}")
+
+
+def read_repeatedly(path, size, seconds):
+    """MiB/s of reading `path` whole, again and again for `seconds` (at
+    least once)."""
+    n, t0 = 0, perf()
+    while True:
+        fd = os.open(path, os.O_RDONLY)
+        got = 0
+        while chunk := os.read(fd, 1 << 20):
+            got += len(chunk)
+        os.close(fd)
+        if got != size:
+            raise RuntimeError(f"{path}: read {got} bytes, expected {size}")
+        n += got
+        dt = perf() - t0
+        if dt >= seconds:
+            return n / (1 << 20) / dt
