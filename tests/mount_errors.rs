@@ -374,9 +374,9 @@ fn shared_mmap_of_a_writing_descriptor_is_refused() {
         before,
         "the writer committed nothing"
     );
-    // A reader maps the committed version privately (full-mount reads are
-    // direct I/O, so MAP_SHARED is the kernel's ENODEV there too; the fast
-    // view maps shared).
+    // A reader maps the committed version (read-only: full-mount reads
+    // are passed through to the version's file, whose mappings the kernel
+    // makes, shared ones too: mount_big).
     let r = open(&m.keys("x"), libc::O_RDONLY).unwrap();
     assert_eq!(
         mmap(&r, libc::PROT_READ, libc::MAP_PRIVATE).unwrap(),

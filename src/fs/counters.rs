@@ -15,6 +15,8 @@ pub struct Counters {
     pub commit_errors: AtomicU64,
     pub invalidations: AtomicU64,
     pub stale_reads: AtomicU64,
+    /// Read opens the kernel serves from the version's file itself.
+    pub passthrough_opens: AtomicU64,
     pub errors: AtomicU64,
     pub bytes_written: AtomicU64,
     /// Versions found not to be their committed length (never served).
@@ -120,6 +122,7 @@ impl Fs {
             "last_cleanup_seconds": get(&c.last_cleanup_ns) as f64 / 1e9,
             "invalidations": get(&c.invalidations),
             "stale_reads": get(&c.stale_reads),
+            "passthrough_opens": get(&c.passthrough_opens),
             "errors": get(&c.errors),
             "bytes_written": get(&c.bytes_written),
             "torn": get(&c.torn),

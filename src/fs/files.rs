@@ -1,10 +1,17 @@
 //! Opening, reading and writing entries, and when a write commits.
 //!
-//! - A read open on the full mount is direct I/O, with the version's file
-//!   open in its handle: a writer's direct writes on the same node raise
-//!   the kernel's idea of its size, and page-cache reads within that size
-//!   would return zeros past the version's end; direct reads return
-//!   exactly the version's bytes, also after a commit replaced it.
+//! - A read open on the full mount is passed through to the version's
+//!   file when the kernel allows it (`opens`: while no writer has the
+//!   node open; the version's content from byte 0): the kernel reads that
+//!   file itself, which holds exactly the version's bytes and size.
+//!   Otherwise it is direct I/O, with the version's file open in its
+//!   handle: a writer's direct writes on the same node raise the kernel's
+//!   idea of its size, and page-cache reads within that size would return
+//!   zeros past the version's end; direct reads return exactly the
+//!   version's bytes, also after a commit replaced it.
+//! - A write open of a node that passthrough readers have open is answered
+//!   ESTALE (the kernel would refuse it) and the node retired, so the
+//!   kernel's lookup again brings the writer to a new node.
 //! - An open reaching a version that is in the store no more answers
 //!   ESTALE, which makes the kernel look the name up again.
 //! - A write open gets a private draft (`writer`): nobody else sees its
@@ -14,6 +21,7 @@
 //!   and pins the version it replaced for the fast view's nodes of it.
 
 use crate::store::Content;
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -35,6 +43,9 @@ pub struct Opened {
     pub direct_io: bool,
     pub keep_cache: bool,
     pub noflush: bool,
+    /// Reads go to the version's file (`Mount::backing_file`) in the
+    /// kernel; if the kernel cannot be given it, `passthrough_refused`.
+    pub passthrough: bool,
 }
 
 impl Opened {
@@ -44,6 +55,7 @@ impl Opened {
             direct_io: true,
             keep_cache: false,
             noflush: false,
+            passthrough: false,
         }
     }
 }
@@ -123,6 +135,7 @@ impl Mount<'_> {
                     direct_io: false,
                     keep_cache: true,
                     noflush: true,
+                    passthrough: false,
                 });
             }
             // A version replaced by a commit this open raced with is still
@@ -131,9 +144,24 @@ impl Mount<'_> {
             if v.meta.is_live() || self.target(&node)?.is_some() {
                 bump(&fs.counters.hits);
                 self.store().note_use(&v.file, &v.meta);
+                let content = v.content();
+                // The kernel reads the file from byte 0: not for a version
+                // whose content starts further in.
+                let whole = content.head == 0;
+                let fh = self.new_handle(Handle::Reader(content));
+                let passthrough = self.passthrough()
+                    && whole
+                    && node.passthrough
+                    && self.state().opens.lock().unwrap().passthrough(id, fh);
+                if passthrough {
+                    bump(&fs.counters.passthrough_opens);
+                }
                 return Ok(Opened {
+                    fh,
+                    direct_io: !passthrough,
+                    keep_cache: false,
                     noflush: true,
-                    ..Opened::direct(self.new_handle(Handle::Reader(v.content())))
+                    passthrough,
                 });
             }
             bump(&fs.counters.misses);
@@ -152,7 +180,35 @@ impl Mount<'_> {
         };
         let append = flags & libc::O_APPEND != 0;
         let w = Writer::open(id, &node.name, pid, append, current);
+        let mut opens = self.state().opens.lock().unwrap();
+        if !opens.writer(id) {
+            // Passthrough readers have this node open, and the kernel
+            // refuses other opens of it: the writer gets a node without
+            // passthrough once the kernel has looked the name up again.
+            opens.send_back(&node.name);
+            drop(opens);
+            self.state().nodes.lock().unwrap().retire(id);
+            return Err(gone(&node));
+        }
+        opens.returned(&node.name);
+        drop(opens);
         Ok(Opened::direct(self.new_handle(Handle::Writer(Box::new(w)))))
+    }
+
+    /// The version file of read handle `fh`, for the kernel to read it
+    /// (passthrough).
+    pub fn backing_file(&self, fh: u64) -> Option<File> {
+        let h = self.handle(fh)?;
+        match &*h.lock().unwrap() {
+            Handle::Reader(content) => content.file.try_clone().ok(),
+            _ => None,
+        }
+    }
+
+    /// The kernel could not be given read handle `fh`'s file: it stays a
+    /// direct read.
+    pub fn passthrough_refused(&self, fh: u64) {
+        self.state().opens.lock().unwrap().reader_closed(fh);
     }
 
     /// `create`: a new name in `keys/` (or below `put/`), invisible to
@@ -202,6 +258,8 @@ impl Mount<'_> {
             .fs
             .entry_attr(id, &nodes.entry_of(id).expect("just made"));
         drop(nodes);
+        // A new node: nobody else has it open.
+        self.state().opens.lock().unwrap().writer(id);
         let append = flags & libc::O_APPEND != 0;
         let w = match params {
             None => Writer::created(id, name, pid, append, draft, lock),
@@ -291,7 +349,19 @@ impl Mount<'_> {
         };
         let mut h = h.lock().unwrap();
         match &mut *h {
-            Handle::Writer(w) if w.commits_at_release() => self.commit(w).map(Some),
+            Handle::Writer(w) => {
+                let committed = if w.commits_at_release() {
+                    self.commit(w).map(Some)
+                } else {
+                    Ok(None)
+                };
+                self.state().opens.lock().unwrap().writer_closed(w.node);
+                committed
+            }
+            Handle::Reader(_) => {
+                self.state().opens.lock().unwrap().reader_closed(fh);
+                Ok(None)
+            }
             _ => Ok(None),
         }
     }

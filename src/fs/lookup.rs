@@ -54,7 +54,18 @@ impl Mount<'_> {
     pub(super) fn node_for(&self, meta: &Meta, name: &[u8], stale_view: bool) -> Lookup {
         let fs = self.fs;
         let mut nodes = self.state().nodes.lock().unwrap();
-        let id = nodes.entry(meta, name, stale_view, false);
+        let mut id = nodes.entry(meta, name, stale_view, false);
+        // A writer sent back (`opens`) must find a node no reader can pass
+        // through: this one, or a new one of the same version.
+        if !stale_view
+            && nodes.entry_of(id).is_some_and(|n| n.passthrough)
+            && self.state().opens.lock().unwrap().returning(name)
+        {
+            nodes.retire(id);
+            nodes.forget(id, 1);
+            id = nodes.entry(meta, name, false, false);
+            nodes.forbid_passthrough(id);
+        }
         let node = nodes.entry_of(id).expect("just made");
         let ttl = if stale_view {
             fs.opts.cache_timeout

@@ -26,6 +26,7 @@ mod listing;
 mod lookup;
 mod namespace;
 pub mod nodes;
+mod opens;
 mod pool;
 mod put;
 mod writer;
@@ -79,6 +80,10 @@ struct MountState {
     nodes: Mutex<Nodes>,
     reads: pool::ReadPool,
     handles: Mutex<HashMap<u64, handles::Slot>>,
+    /// Which nodes writers and passthrough readers have open.
+    opens: Mutex<opens::Opens>,
+    /// Read opens may be passed through (the kernel said it can).
+    passthrough: std::sync::atomic::AtomicBool,
 }
 
 /// State shared by the mounts of one daemon.
@@ -202,6 +207,19 @@ impl<'a> Mount<'a> {
     /// Whether this is the fast view.
     pub fn is_fast(&self) -> bool {
         self.state().fast
+    }
+
+    /// Whether read opens of entries may be passed through to the
+    /// version's file: the kernel took passthrough, and can be given
+    /// backing files (`FuseFs` says).
+    pub fn set_passthrough(&self, on: bool) {
+        use std::sync::atomic::Ordering;
+        self.state().passthrough.store(on, Ordering::Relaxed);
+    }
+
+    fn passthrough(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.state().passthrough.load(Ordering::Relaxed)
     }
 
     fn store(&self) -> &'a Store {

@@ -14,6 +14,10 @@
 //!   descriptors opened before keep reading it.
 //! - `keys/x` and `tags/t/x` resolve to the same node; `stale/x` has nodes
 //!   of its own (read-only), so a write open is never mistaken for either.
+//! - A retired node keeps serving what the kernel opened through it but is
+//!   found by no lookup: the next lookup of its version makes a new node
+//!   (`files`: a writer that met passthrough readers is sent to one that
+//!   never gets passthrough opens).
 //! - A node costs a fixed amount: its slot (96 bytes), its entry in the
 //!   version index (a few bytes), its name; tag sets are shared.
 
@@ -67,6 +71,10 @@ struct Node {
 const STALE_VIEW: u8 = 1;
 const PENDING: u8 = 2;
 const FOREIGN: u8 = 4;
+/// Found by no lookup any more (see `retire`).
+const RETIRED: u8 = 8;
+/// Never gets passthrough opens (see `forbid_passthrough`).
+const NO_PASSTHROUGH: u8 = 16;
 
 /// An entry node, handed out by the table (a copy).
 #[derive(Debug, Clone)]
@@ -88,6 +96,8 @@ pub struct EntryNode {
     pub stale_view: bool,
     /// Created by a writer and not committed yet: only the writer sees it.
     pub pending: bool,
+    /// Reads may be passed through to the version's file (`files`).
+    pub passthrough: bool,
 }
 
 impl EntryNode {
@@ -147,8 +157,13 @@ impl Node {
         }
     }
 
+    /// Whether a lookup of version (`ino`, `ver`) in that view finds this
+    /// node (a retired one it never does).
     fn is(&self, ino: u64, ver: u64, stale_view: bool) -> bool {
-        self.ino == ino && self.ver == ver && (self.flags & STALE_VIEW != 0) == stale_view
+        self.ino == ino
+            && self.ver == ver
+            && (self.flags & STALE_VIEW != 0) == stale_view
+            && self.flags & RETIRED == 0
     }
 }
 
@@ -275,6 +290,7 @@ impl Nodes {
             foreign: node.flags & FOREIGN != 0,
             stale_view: node.flags & STALE_VIEW != 0,
             pending: node.flags & PENDING != 0,
+            passthrough: node.flags & NO_PASSTHROUGH == 0,
         }
     }
 
@@ -451,6 +467,23 @@ impl Nodes {
         node.len = record.len.unwrap_or(u64::MAX);
         node.flags &= !FOREIGN;
         self.drop_tag_set(old_tags);
+    }
+
+    /// Node `id` is found by no lookup from now on: the next lookup of its
+    /// version makes a new node. The kernel keeps using `id` for what it
+    /// opened through it until it forgets it.
+    pub fn retire(&mut self, id: u64) {
+        if let Some(node) = self.node_mut(id) {
+            node.flags |= RETIRED;
+        }
+    }
+
+    /// Node `id` never gets passthrough opens: it is the one a writer is
+    /// sent to.
+    pub fn forbid_passthrough(&mut self, id: u64) {
+        if let Some(node) = self.node_mut(id) {
+            node.flags |= NO_PASSTHROUGH;
+        }
     }
 
     /// Node `id` takes `meta`'s size, links and expiry if it is that version.

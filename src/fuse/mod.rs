@@ -10,6 +10,7 @@
 //! Every failure goes through `Kernel::fail`: logged with the operation,
 //! counted when it is a fault, and mapped through the one errno table.
 
+mod backing;
 mod notify;
 mod shed;
 
@@ -60,6 +61,7 @@ impl Kernel {
         FuseFs {
             kernel: self.clone(),
             idx,
+            backing: backing::Backing::default(),
         }
     }
 
@@ -84,6 +86,8 @@ impl Kernel {
 pub struct FuseFs {
     kernel: Arc<Kernel>,
     idx: usize,
+    /// The backing files of passthrough read opens.
+    backing: backing::Backing,
 }
 
 impl std::fmt::Debug for FuseFs {
@@ -217,6 +221,16 @@ impl Filesystem for FuseFs {
             if let Err(missing) = config.add_capabilities(cap) {
                 log::warn!("kernel lacks {missing:?}");
             }
+        }
+        // Read opens of the full mount are passed through to the version's
+        // file where the kernel can (the fast view sends no OPEN at all).
+        // Depth 1: the store's file system is not itself stacked on a
+        // passthrough FUSE mount.
+        if !self.mount().is_fast()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.mount().set_passthrough(true);
         }
         Ok(())
     }
@@ -403,6 +417,33 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::ENOSYS);
         }
         match mount.open(req.pid(), ino.0, flags.0) {
+            Ok(o) if o.passthrough => {
+                match self
+                    .backing
+                    .open(ino.0, o.fh, &reply, || mount.backing_file(o.fh))
+                {
+                    Ok(id) => {
+                        reply.opened_passthrough(FileHandle(o.fh), FopenFlags::FOPEN_NOFLUSH, &id)
+                    }
+                    Err(e) => {
+                        // Registering needs CAP_SYS_ADMIN: without it, never
+                        // again on this mount.
+                        if e.raw_os_error() == Some(libc::EPERM) {
+                            mount.set_passthrough(false);
+                            log::info!("reads are not passed through on this mount: {e}");
+                        } else {
+                            log::warn!("passing a read through: {e}");
+                        }
+                        mount.passthrough_refused(o.fh);
+                        let o = Opened {
+                            direct_io: true,
+                            passthrough: false,
+                            ..o
+                        };
+                        reply.opened(FileHandle(o.fh), fopen_flags(&o));
+                    }
+                }
+            }
             Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
             Err(e) => reply.error(self.fail("open", &e)),
         }
@@ -476,6 +517,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.backing.release(fh.0);
         match self.mount().release(fh.0) {
             Ok(Some(change)) => self.finish(&change, move || reply.ok()),
             Ok(None) => reply.ok(),

@@ -80,6 +80,7 @@ pub const SAMPLES: &[Sample] = &[
     counter("daemon.commit_errors", "commit_errors_total", "", "Commits that failed (their close returned the error)."),
     counter("daemon.invalidations", "invalidations_total", "", "Invalidations through the mount: an rm of an entry or an rmdir of a tag counts one."),
     counter("daemon.errors", "errors_total", "", "Requests that failed for a reason other than bad input."),
+    counter("daemon.passthrough_opens", "passthrough_opens_total", "", "Read opens of the full mount the kernel serves from the version's file itself, with no READ request to the daemon."),
     counter("daemon.bytes_written", "written_bytes_total", "", "Bytes written to entries through the mount."),
     gauge("daemon.last_cleanup_unixtime", "last_cleanup_timestamp_seconds", "", "When the mount's last cleanup ended well (Unix time; 0: none yet)."),
     gauge("daemon.last_cleanup_seconds", "last_cleanup_duration_seconds", "", "How long the mount's last good cleanup took."),
