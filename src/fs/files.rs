@@ -11,7 +11,9 @@
 //!   version's bytes, also after a commit replaced it.
 //! - A write open of a node that passthrough readers have open is answered
 //!   ESTALE (the kernel would refuse it) and the node retired, so the
-//!   kernel's lookup again brings the writer to a new node.
+//!   kernel's lookup again brings the writer to a new node. Whatever a
+//!   write open is answered ESTALE for, the lookup before the kernel's
+//!   retry finds a node without passthrough readers (`opens`).
 //! - An open reaching a version that is in the store no more answers
 //!   ESTALE, which makes the kernel look the name up again.
 //! - A write open gets a private draft (`writer`): nobody else sees its
@@ -170,6 +172,17 @@ impl Mount<'_> {
         if node.stale_view {
             return Err(FsError::ReadOnly);
         }
+        let opened = self.open_writer(pid, id, &node, flags);
+        if opened.as_ref().is_err_and(|e| e.errno() == libc::ESTALE) {
+            // The kernel looks the name up again and retries the open
+            // once: that lookup must find a node no passthrough reader
+            // has open, or the retry would meet them.
+            self.state().opens.lock().unwrap().send_back(&node.name);
+        }
+        opened
+    }
+
+    fn open_writer(&self, pid: u32, id: u64, node: &EntryNode, flags: i32) -> FsResult<Opened> {
         self.writable()?;
         // The tag directories the current version is linked in are held
         // from now on: a commit keeping its tags links into those very
@@ -185,12 +198,10 @@ impl Mount<'_> {
             // Passthrough readers have this node open, and the kernel
             // refuses other opens of it: the writer gets a node without
             // passthrough once the kernel has looked the name up again.
-            opens.send_back(&node.name);
             drop(opens);
             self.state().nodes.lock().unwrap().retire(id);
-            return Err(gone(&node));
+            return Err(gone(node));
         }
-        opens.returned(&node.name);
         drop(opens);
         Ok(Opened::direct(self.new_handle(Handle::Writer(Box::new(w)))))
     }
@@ -404,10 +415,12 @@ impl super::Fs {
         }
         for mount in &self.mounts {
             let mut nodes = mount.nodes.lock().unwrap();
-            if let Some(id) = nodes.find(old.meta.ino, old.meta.ver)
-                && let Ok(file) = old.file.try_clone()
-            {
-                nodes.pin(id, file);
+            // Retired nodes too: readers still open the version through
+            // them.
+            for id in nodes.all_of(old.meta.ino, old.meta.ver) {
+                if let Ok(file) = old.file.try_clone() {
+                    nodes.pin(id, file);
+                }
             }
         }
     }

@@ -589,6 +589,21 @@ impl Nodes {
         Some(id_of(self.at(idx).generation, idx))
     }
 
+    /// Every node of version (`ino`, `ver`) outside `stale/` the kernel
+    /// holds, retired ones too.
+    pub fn all_of(&self, ino: u64, ver: u64) -> Vec<u64> {
+        let hash = self.hash(ino, ver, false);
+        self.by_version
+            .iter_hash(hash)
+            .filter_map(|&idx| {
+                let slot = self.at(idx);
+                let n = slot.node.as_ref()?;
+                (n.ino == ino && n.ver == ver && n.flags & STALE_VIEW == 0)
+                    .then(|| id_of(slot.generation, idx))
+            })
+            .collect()
+    }
+
     /// Keeps `file` (the version of node `id`, replaced) open until the
     /// kernel forgets the node, or `MAX_PINNED` newer pins push it out.
     pub fn pin(&mut self, id: u64, file: File) {
@@ -739,6 +754,28 @@ mod tests {
         assert_eq!(nodes.entry_count(), 2);
         assert_eq!(nodes.find(7, 1), Some(c));
         assert_eq!(nodes.find(7, 2), Some(b));
+    }
+
+    #[test]
+    fn a_retired_node_is_found_by_no_lookup_but_still_pinned_for() {
+        let mut nodes = Nodes::default();
+        let a = nodes.entry(&meta(7, 1), b"x", false, false);
+        assert!(nodes.entry_of(a).unwrap().passthrough);
+        nodes.retire(a);
+        let b = nodes.entry(&meta(7, 1), b"x", false, false);
+        assert_ne!(b, a, "a lookup after the retirement makes a new node");
+        nodes.forbid_passthrough(b);
+        assert!(!nodes.entry_of(b).unwrap().passthrough);
+        assert_eq!(nodes.entry(&meta(7, 1), b"x", false, false), b);
+        assert!(nodes.entry_of(a).is_some(), "the kernel still has it");
+        assert_eq!(nodes.find(7, 1), Some(b));
+        let mut all = nodes.all_of(7, 1);
+        all.sort();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(all, want);
+        nodes.forget(a, 1);
+        assert_eq!(nodes.all_of(7, 1), vec![b]);
     }
 
     #[test]

@@ -270,7 +270,9 @@ def test_the_wait_backs_off_from_5_ms_doubling_to_250_ms(
         os.close(holder)
     assert [round(d, 3) for d in delays[:8]] == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25]
     assert max(delays) <= 0.25
-    assert 1.15 <= sum(delays) <= 1.25
+    # The sleeps fill the wait, less the time spent between them (more on
+    # a loaded machine), and never go past it.
+    assert 0.9 <= sum(delays) <= 1.25
 
 
 def test_threads_of_one_process_compute_once(cache: Cache, name: str) -> None:
