@@ -321,3 +321,72 @@ fn readers_of_a_big_entry_being_rewritten_see_one_whole_version_each() {
     let last = check_big(&read(&m.keys("big")).unwrap()).unwrap();
     assert_eq!(last, rounds, "the last commit is what a reader reads now");
 }
+
+/// A big write is answered before its bytes reach the draft; everything
+/// else its writer does comes after them: the next write (also over the
+/// same bytes), a read through the descriptor, the commit at close. The
+/// failpoint makes every such write take 100 ms after its answer.
+#[test]
+fn a_big_write_answered_early_lands_before_anything_else_of_its_writer() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let m = Mount::with_failpoints("writer.later=100", &[]);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(m.keys("x"))
+        .unwrap();
+    f.write_all_at(&vec![b'A'; MIB], 0).unwrap();
+    f.write_all_at(&vec![b'B'; MIB], 0).unwrap();
+    let mut back = vec![0u8; MIB];
+    f.read_exact_at(&mut back, 0).unwrap();
+    assert!(
+        back.iter().all(|&b| b == b'B'),
+        "the later write won, and is read back"
+    );
+    f.write_all_at(&vec![b'C'; MIB], MIB as u64).unwrap();
+    drop(f);
+    let data = read(&m.keys("x")).unwrap();
+    assert_eq!(data.len(), 2 * MIB);
+    assert!(data[..MIB].iter().all(|&b| b == b'B'));
+    assert!(
+        data[MIB..].iter().all(|&b| b == b'C'),
+        "the last write is in the commit"
+    );
+}
+
+/// A big write that fails after it was answered (EIO, once): the close
+/// reports it, and the entry it was overwriting stays as it was.
+#[test]
+fn a_big_write_failing_after_its_answer_fails_the_close() {
+    let m = Mount::with_failpoints("writer.later", &[]);
+    put(&m.keys("x"), b"before", "", 0);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.keys("x"))
+        .unwrap();
+    // Half a MiB: one request (a MiB not page-aligned in memory is two).
+    let first = f.write_all(&vec![b'N'; MIB / 2]);
+    let rest = f.write_all(&vec![b'M'; MIB / 2]);
+    let closed = close(f);
+    eprintln!("writes: {first:?}, {rest:?}; close: {closed:?}");
+    assert!(
+        first.is_ok(),
+        "the failing write itself was answered before it ran"
+    );
+    let errors: Vec<Errno> = [rest.map_err(|e| e.to_errno()), closed]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    assert!(
+        !errors.is_empty(),
+        "the next write or the close reports the loss"
+    );
+    assert!(errors.iter().all(|&e| e == Errno::EIO), "{errors:?}");
+    assert_eq!(read(&m.keys("x")).unwrap(), b"before");
+    // The daemon serves on, and the next writer commits.
+    put(&m.keys("x"), b"after", "", 0);
+    assert_eq!(read(&m.keys("x")).unwrap(), b"after");
+}

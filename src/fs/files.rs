@@ -34,7 +34,7 @@ use super::counters::bump;
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
 use super::nodes::{EntryNode, Kind};
-use super::writer::Writer;
+use super::writer::{Step, Writer};
 use crate::store::{Version, layout};
 
 /// An open file: its handle (0: none, reads go to the node) and how the
@@ -323,17 +323,46 @@ impl Mount<'_> {
 
     /// `write`: into the handle's private draft.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8], owner: Option<u64>) -> FsResult<u32> {
-        let h = self.handle(fh).ok_or(FsError::BadHandle)?;
-        let mut h = h.lock().unwrap();
-        let Handle::Writer(w) = &mut *h else {
-            return Err(FsError::BadHandle);
+        let mut answer = None;
+        self.write_answering(fh, offset, data, owner, |r| answer = Some(r));
+        answer.expect("answered")
+    }
+
+    /// `write`, answered through `answer` as soon as it may be: a big
+    /// write once its room is taken, before its bytes are in the draft
+    /// (`writer`), so the kernel copies the next request meanwhile.
+    /// Returns when the bytes are written either way.
+    pub fn write_answering(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+        answer: impl FnOnce(FsResult<u32>),
+    ) {
+        let Some(h) = self.handle(fh) else {
+            return answer(Err(FsError::BadHandle));
         };
-        let n = w.write(self.store(), offset, data, owner)?;
+        let mut guard = h.lock().unwrap();
+        let Handle::Writer(w) = &mut *guard else {
+            return answer(Err(FsError::BadHandle));
+        };
+        let step = match w.write(self.store(), offset, data, owner, true) {
+            Ok(step) => step,
+            Err(e) => return answer(Err(e.into())),
+        };
+        drop(guard);
+        let n = match &step {
+            Step::Written(n) | Step::Later(n, _) => *n,
+        };
         self.fs
             .counters
             .bytes_written
             .fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n as u32)
+        answer(Ok(n as u32));
+        if let Step::Later(_, later) = step {
+            later.finish(data);
+        }
     }
 
     /// `flush` (each close of a descriptor): commits when the writer says
@@ -386,7 +415,7 @@ impl Mount<'_> {
         let Some(h) = self.handle(fh) else {
             return Ok(());
         };
-        match &*h.lock().unwrap() {
+        match &mut *h.lock().unwrap() {
             Handle::Writer(w) => Ok(w.sync(self.store())?),
             _ => Ok(()),
         }

@@ -5,6 +5,15 @@
 //! copy of its committed content, made lazily so that an `O_TRUNC` open
 //! (which arrives as OPEN then SETATTR size=0) copies nothing.
 //!
+//! A big write (`LATER_FROM` bytes or more) is answered before its bytes
+//! reach the draft (`Later`): the kernel then copies the writer's next
+//! request while this one is written, instead of one after the other. Its
+//! room is taken first (`fallocate`, so a full disk is still that write's
+//! ENOSPC), at most one is on its way at a time, and everything else this
+//! writer does (a write, a read, a truncate, a commit) waits for it first
+//! (`settle`); if it failed after all, the writer has lost bytes as if
+//! that write had failed.
+//!
 //! Commit points (notes/fuse-write-path.md): a FLUSH commits when there were
 //! writes or xattr changes since the last commit, unless it comes from
 //! another lock owner than the writes (a forked child closing its copy); a
@@ -12,7 +21,86 @@
 //! truncated or created; an `O_EXCL` holder that changed nothing commits
 //! nothing.
 
+use std::fs::File;
+use std::sync::{Arc, Condvar, Mutex};
+
 use crate::store::{Commit, Draft, EntryLock, Published, Result, Store, TagDir, Time, Version};
+
+/// Writes this big or bigger are answered before their bytes are written.
+pub const LATER_FROM: usize = 64 * 1024;
+
+/// The write of a writer on its way to its draft, answered already.
+#[derive(Debug, Default)]
+struct InFlight {
+    state: Mutex<Flight>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Flight {
+    busy: bool,
+    /// What the last write on its way failed with, until the writer learns.
+    failed: Option<i32>,
+}
+
+impl InFlight {
+    /// Waits until no write is on its way; what one failed with, if any.
+    fn settle(&self) -> Option<i32> {
+        let mut f = self.state.lock().unwrap();
+        while f.busy {
+            f = self.done.wait(f).unwrap();
+        }
+        f.failed.take()
+    }
+}
+
+/// A write answered before its bytes are in the draft: `finish` writes
+/// them (outside the handle's lock).
+#[derive(Debug)]
+pub struct Later {
+    file: File,
+    at: u64,
+    flight: Arc<InFlight>,
+    /// What the write came to (dropped unwritten: EIO).
+    result: Option<i32>,
+}
+
+impl Later {
+    /// Writes `data` where it was planned; a failure is the writer's next
+    /// operation's.
+    pub fn finish(mut self, data: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let written = crate::failpoint::hit("writer.later")
+            .and_then(|()| self.file.write_all_at(data, self.at));
+        self.result = match written {
+            Ok(()) => Some(0),
+            Err(e) => Some(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+    }
+}
+
+impl Drop for Later {
+    fn drop(&mut self) {
+        let mut f = self.flight.state.lock().unwrap();
+        f.busy = false;
+        match self.result {
+            Some(0) => {}
+            errno => {
+                f.failed.get_or_insert(errno.unwrap_or(libc::EIO));
+            }
+        }
+        drop(f);
+        self.flight.done.notify_all();
+    }
+}
+
+/// How a write went: its bytes are in the draft, or they are to be
+/// written by `Later::finish`.
+#[derive(Debug)]
+pub enum Step {
+    Written(usize),
+    Later(usize, Later),
+}
 
 #[derive(Debug)]
 pub struct Writer {
@@ -46,6 +134,8 @@ pub struct Writer {
     /// later commit of this descriptor fails with that error instead of
     /// publishing what is left.
     lost: Option<i32>,
+    /// The big write on its way, if any.
+    flight: Arc<InFlight>,
 }
 
 impl Writer {
@@ -87,6 +177,7 @@ impl Writer {
             commit_at_release: false,
             lock: None,
             lost: None,
+            flight: Arc::default(),
         }
     }
 
@@ -165,41 +256,67 @@ impl Writer {
         Ok(self.draft.as_ref().expect("just made"))
     }
 
+    /// Waits for the write on its way; if it failed, this writer has lost
+    /// bytes from now on.
+    fn settle(&mut self) {
+        if let Some(errno) = self.flight.settle() {
+            self.lose(errno);
+        }
+    }
+
+    /// A write failed: give the space back now; the close reports the loss.
+    fn lose(&mut self, errno: i32) {
+        self.lost.get_or_insert(errno);
+        self.draft = None;
+        self.dirty = true;
+    }
+
+    /// Writes `data` at `offset` (at the end when appending), or with
+    /// `later` and a big enough write, takes its room and leaves the bytes
+    /// to `Step::Later`.
     pub fn write(
         &mut self,
         store: &Store,
         offset: u64,
         data: &[u8],
         owner: Option<u64>,
-    ) -> Result<usize> {
+        later: bool,
+    ) -> Result<Step> {
+        self.settle();
         if let Some(errno) = self.lost {
             return Err(lost_err(errno));
         }
         let at = if self.append { self.size } else { offset };
         let end = (at + data.len() as u64).max(self.size);
-        let written = self.draft(store).map(drop).and_then(|()| {
+        let later = later && data.len() >= LATER_FROM;
+        let step = self.draft(store).map(drop).and_then(|()| {
             let d = self.draft.as_mut().expect("made above");
             // Room first (a bounded store evicts for it), then the bytes.
             store.reserve(d, end)?;
+            if later && let Some(l) = plan_later(d, at, data.len(), &self.flight)? {
+                return Ok(Step::Later(data.len(), l));
+            }
             d.write_at(data, at)
-                .map_err(|e| io_err(e, "writing a draft"))
+                .map_err(|e| io_err(e, "writing a draft"))?;
+            Ok(Step::Written(data.len()))
         });
-        if let Err(e) = written {
-            // Give the space back now; the close reports the loss.
-            self.lost = Some(e.os_error().unwrap_or(libc::EIO));
-            self.draft = None;
-            self.dirty = true;
-            return Err(e);
-        }
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                self.lose(e.os_error().unwrap_or(libc::EIO));
+                return Err(e);
+            }
+        };
         self.size = self.size.max(at + data.len() as u64);
         self.dirty = true;
         if owner.is_some() {
             self.write_owner = owner;
         }
-        Ok(data.len())
+        Ok(step)
     }
 
     pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.settle();
         let continues = self.base.is_some() || self.committed.is_some();
         let draft = match &self.draft {
             Some(d) => d,
@@ -215,6 +332,7 @@ impl Writer {
     /// change committed at release, not at the next flush (bash's `>`
     /// flushes after the open-time truncate, before writing).
     pub fn truncate(&mut self, store: &Store, size: u64) -> Result<()> {
+        self.settle();
         if size == 0 && self.draft.is_none() {
             self.base = None;
             self.committed = None;
@@ -230,7 +348,8 @@ impl Writer {
 
     /// `fsync` of the writing descriptor: in durable mode, what was written
     /// so far is on disk (still in the private draft: the close commits).
-    pub fn sync(&self, store: &Store) -> Result<()> {
+    pub fn sync(&mut self, store: &Store) -> Result<()> {
+        self.settle();
         match &self.draft {
             Some(d) => store.sync_file(d.file()),
             None => Ok(()),
@@ -280,6 +399,8 @@ impl Writer {
     /// Commits the version written so far. The descriptor stays usable: a
     /// later write starts a new draft from what was just committed.
     pub fn commit(&mut self, store: &Store, default_ttl: u64) -> Result<Published> {
+        // A write still on its way would land in the committed version.
+        self.settle();
         if let Some(errno) = self.lost {
             self.dirty = false;
             self.commit_at_release = false;
@@ -327,6 +448,44 @@ impl Writer {
         self.expiry = None;
         Ok(published)
     }
+}
+
+/// Takes the room of `len` bytes at `at` in draft `d` (so that a full disk
+/// is this write's ENOSPC) and marks a write on its way; `None` where the
+/// file system cannot take room ahead (the write is then made at once).
+fn plan_later(d: &Draft, at: u64, len: usize, flight: &Arc<InFlight>) -> Result<Option<Later>> {
+    use std::os::fd::AsRawFd;
+    let file = d.file();
+    let pos = d.head() + at;
+    // SAFETY: fallocate on a descriptor the draft owns, for a range of it.
+    let r = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            pos as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(io_err(e, "taking room in a draft")),
+        };
+    }
+    let file = file
+        .try_clone()
+        .map_err(|e| io_err(e, "a draft's descriptor"))?;
+    let mut f = flight.state.lock().unwrap();
+    debug_assert!(!f.busy, "settled before");
+    f.busy = true;
+    drop(f);
+    Ok(Some(Later {
+        file,
+        at: pos,
+        flight: flight.clone(),
+        result: None,
+    }))
 }
 
 fn lost_err(errno: i32) -> crate::store::Error {

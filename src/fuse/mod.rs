@@ -478,13 +478,14 @@ impl Filesystem for FuseFs {
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self
-            .mount()
-            .write(fh.0, offset, data, lock_owner.map(|o| o.0))
-        {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(self.fail("write", &e)),
-        }
+        // A big write is answered before its bytes are written: the
+        // kernel copies the next request to the other session thread
+        // meanwhile.
+        self.mount()
+            .write_answering(fh.0, offset, data, lock_owner.map(|o| o.0), |r| match r {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(self.fail("write", &e)),
+            });
     }
 
     fn flush(
