@@ -26,6 +26,7 @@ from params import ENTRY, FULL, QUICK, big_prefix, content, log, name
 from report import Report, Table, environment
 from rows.bounded import Bounded
 from rows.commits import Commits
+from rows.durable import Durable
 from rows.hits import Hits
 from rows.listings import Listings
 from rows.misses import Misses
@@ -37,7 +38,7 @@ from rows.writes import Writes
 from workloads import check_content, open_diskcache
 
 
-class Bench(Hits, Misses, Reads, Writes, Commits, Bounded, Rmdirs, Scale, Listings, RequestCounts, Report):
+class Bench(Hits, Misses, Reads, Writes, Commits, Bounded, Durable, Rmdirs, Scale, Listings, RequestCounts, Report):
     """One run: the paths every row compares (made by setup), the table
     the rows add to and the tables below it. Each group of rows is a base
     class of its own, in rows/."""
@@ -123,7 +124,7 @@ def main():
     ap.add_argument("--seconds", type=float, help="length of one throughput run")
     ap.add_argument("--sizes", help="store sizes of the scale rows, comma-separated")
     ap.add_argument("--only", help="comma-separated phases: "
-                    "hits,misses,big,bigwrite,commit,bounded,rmdir,scale,requests")
+                    "hits,misses,big,bigwrite,commit,bounded,durable,rmdir,scale,requests")
     ap.add_argument("--daemon-args", default="", help="extra tagcachefs options, e.g. '--max-nodes 18000'")
     ap.add_argument("--out", help="also write the report here (default target/bench-last.txt)")
     a = ap.parse_args()
@@ -142,7 +143,7 @@ def main():
         a.diskcache = True
     except ImportError:
         a.diskcache = False
-    phases = ["hits", "misses", "big", "bigwrite", "commit", "bounded", "rmdir", "scale", "requests"]
+    phases = ["hits", "misses", "big", "bigwrite", "commit", "bounded", "durable", "rmdir", "scale", "requests"]
     only = a.only.split(",") if a.only else phases
 
     def on_signal(sig, _frame):
@@ -157,7 +158,7 @@ def main():
             if ph in only:
                 {"hits": bench.hits, "misses": bench.misses, "big": bench.big_reads,
                  "bigwrite": bench.big_writes,
-                 "commit": lambda: (bench.commits(), bench.put_commits()), "bounded": bench.bounded, "rmdir": bench.rmdirs, "scale": bench.scale,
+                 "commit": lambda: (bench.commits(), bench.put_commits()), "bounded": bench.bounded, "durable": bench.durable, "rmdir": bench.rmdirs, "scale": bench.scale,
                  "requests": bench.request_counts}[ph]()
         report = bench.report(started)
     finally:
