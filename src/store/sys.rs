@@ -96,7 +96,8 @@ pub fn mkdir_all(dir: BorrowedFd, path: &str) -> io::Result<OwnedFd> {
 /// `mkdir_all`, saying whether it made the last directory.
 pub fn mkdir_all_new(dir: BorrowedFd, path: &str) -> io::Result<(OwnedFd, bool)> {
     match open_dir(dir, path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        // ESTALE: removed by another client of a network file system.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESTALE)) => {}
         other => return other.map(|fd| (fd, false)),
     }
     let mut current = dir.try_clone_to_owned()?;
@@ -512,6 +513,15 @@ pub fn read_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
         .into_iter()
         .map(|(name, _)| name)
         .collect())
+}
+
+/// The names in directory `dir`, none when it was removed meanwhile
+/// (ENOENT here; ESTALE on GlusterFS when another client removed it).
+pub fn read_dir_or_gone(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
+    match read_dir(dir) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESTALE)) => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 /// The names in directory `dir` (without `.` and `..`) with their inode
