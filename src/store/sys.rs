@@ -372,6 +372,42 @@ pub fn fsync(fd: BorrowedFd) -> io::Result<()> {
     cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
 }
 
+/// `fdatasync(2)`: the file's data on disk (on a network file system: on
+/// the servers).
+pub fn fdatasync(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    cvt(unsafe { libc::fdatasync(fd.as_raw_fd()) }).map(drop)
+}
+
+/// Drops the file's clean pages from this host's page cache, so that the
+/// next read asks the file system.
+pub fn drop_cache(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    match unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Whether `fd` is on a file system other hosts may share: a FUSE one
+/// (GlusterFS's client among them), NFS, CephFS, SMB.
+pub fn is_network_fs(fd: BorrowedFd) -> bool {
+    const FUSE: i64 = 0x6573_5546;
+    const NFS: i64 = 0x6969;
+    const CEPH: i64 = 0x00c3_6400;
+    const SMB2: i64 = 0xfe53_4d42;
+    const CIFS: i64 = 0xff53_4d42;
+    let mut st = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `st` is written by the kernel on success.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: written on success.
+    #[allow(clippy::unnecessary_cast)] // f_type's width depends on the architecture
+    let kind = unsafe { st.assume_init() }.f_type as i64;
+    matches!(kind, FUSE | NFS | CEPH | SMB2 | CIFS)
+}
+
 /// A blocking `flock`, released when dropped.
 #[derive(Debug)]
 pub struct Flock<'a> {
