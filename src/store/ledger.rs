@@ -97,6 +97,20 @@ impl Ledger {
         }
     }
 
+    /// What a just-written file occupies, from its `fstat`. A network
+    /// file system may answer with the blocks of a moment before the last
+    /// writes (GlusterFS: the ledger fell 40 KiB below a walk of the
+    /// store, and the store went 32 KiB past its bound), so there it is at
+    /// least the size rounded up to 4 KiB.
+    pub fn occupied(&self, st: &libc::stat) -> u64 {
+        let blocks = st.st_blocks as u64 * 512;
+        if self.shared {
+            blocks.max((st.st_size as u64).div_ceil(4096) * 4096)
+        } else {
+            blocks
+        }
+    }
+
     /// `used` goes up by `add` and down by `remove` (never below 0).
     pub fn adjust(&self, add: u64, remove: u64) -> io::Result<Figures> {
         let next = self.update(|f| {

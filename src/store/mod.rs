@@ -1112,7 +1112,7 @@ impl Store {
             .unwrap_or((None, None));
         if let Some(ledger) = &self.ledger {
             // Its reservation becomes what it occupies.
-            let used = st.map_or(draft.reserved, |st| st.st_blocks as u64 * 512);
+            let used = st.map_or(draft.reserved, |st| ledger.occupied(&st));
             let _ = ledger.adjust(
                 used.saturating_sub(draft.reserved),
                 draft.reserved.saturating_sub(used),
