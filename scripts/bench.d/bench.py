@@ -34,11 +34,13 @@ from rows.reads import Reads
 from rows.request_counts import RequestCounts
 from rows.rmdir import Rmdirs
 from rows.scale import Scale
+from rows.store_on import StoreOn
 from rows.writes import Writes
 from workloads import check_content, open_diskcache
 
 
-class Bench(Hits, Misses, Reads, Writes, Commits, Bounded, Durable, Rmdirs, Scale, Listings, RequestCounts, Report):
+class Bench(Hits, Misses, Reads, Writes, Commits, Bounded, Durable, Rmdirs, Scale, Listings, RequestCounts, StoreOn,
+            Report):
     """One run: the paths every row compares (made by setup), the table
     the rows add to and the tables below it. Each group of rows is a base
     class of its own, in rows/."""
@@ -50,6 +52,7 @@ class Bench(Hits, Misses, Reads, Writes, Commits, Bounded, Durable, Rmdirs, Scal
         self.memory = []  # rows of the memory table
         self.requests = {}  # target -> workload -> {opcode: per op}
         self.extra = []  # notes
+        self.store_on_rows = []  # --store-on: the rows against the local store
         self.dc = None
         self.load_start = os.getloadavg()[0]
 
@@ -124,7 +127,10 @@ def main():
     ap.add_argument("--seconds", type=float, help="length of one throughput run")
     ap.add_argument("--sizes", help="store sizes of the scale rows, comma-separated")
     ap.add_argument("--only", help="comma-separated phases: "
-                    "hits,misses,big,bigwrite,commit,bounded,durable,rmdir,scale,requests")
+                    "hits,misses,big,bigwrite,commit,bounded,durable,rmdir,scale,requests,store-on")
+    ap.add_argument("--store-on", metavar="DIR",
+                    help="also measure hits and commits on a store in DIR (a GlusterFS mount, say) "
+                         "against the local store: the store-on phase, run only when asked")
     ap.add_argument("--daemon-args", default="", help="extra tagcachefs options, e.g. '--max-nodes 18000'")
     ap.add_argument("--out", help="also write the report here (default target/bench-last.txt)")
     a = ap.parse_args()
@@ -143,8 +149,11 @@ def main():
         a.diskcache = True
     except ImportError:
         a.diskcache = False
-    phases = ["hits", "misses", "big", "bigwrite", "commit", "bounded", "durable", "rmdir", "scale", "requests"]
-    only = a.only.split(",") if a.only else phases
+    phases = ["hits", "misses", "big", "bigwrite", "commit", "bounded", "durable", "rmdir", "scale", "requests",
+              "store-on"]
+    only = a.only.split(",") if a.only else [ph for ph in phases if ph != "store-on" or a.store_on]
+    if "store-on" in only and not a.store_on:
+        ap.error("the store-on phase needs --store-on DIR")
 
     def on_signal(sig, _frame):
         raise KeyboardInterrupt(f"signal {sig}")
@@ -159,7 +168,7 @@ def main():
                 {"hits": bench.hits, "misses": bench.misses, "big": bench.big_reads,
                  "bigwrite": bench.big_writes,
                  "commit": lambda: (bench.commits(), bench.put_commits()), "bounded": bench.bounded, "durable": bench.durable, "rmdir": bench.rmdirs, "scale": bench.scale,
-                 "requests": bench.request_counts}[ph]()
+                 "requests": bench.request_counts, "store-on": bench.store_on}[ph]()
         report = bench.report(started)
     finally:
         MOUNTS.stop_all()
@@ -169,6 +178,7 @@ def main():
         f.write(report + "\n")
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump(dict(rows=bench.table.rows, memory=bench.memory, requests=bench.requests,
+                       store_on=bench.store_on_rows,
                        environment=environment(a), params=a.params), f, indent=1, default=str)
     log(f"(written to {out})")
 

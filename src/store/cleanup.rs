@@ -45,7 +45,7 @@ pub(super) fn remove_tree(store: &Store, parent: BorrowedFd, name: &str) -> io::
             Err(e) if is_absent(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
-        for child in sys::read_dir(dir.as_fd())? {
+        for child in sys::read_dir_or_gone(dir.as_fd())? {
             let Some(child) = sys::as_str(&child) else {
                 continue;
             };
@@ -112,14 +112,14 @@ pub(super) fn run(store: &Store, opts: &Options) -> Result<CleanupReport> {
     let dry = opts.dry_run;
     store.walk_buckets_inos(
         |rel, file, _| match sys::as_str(file) {
-            Some(file) if store.ns.is_tag(file.as_bytes()) => clean_tag_dir(
+            Some(file) if store.ns.is_tag(file.as_bytes()) => gone_is_done(clean_tag_dir(
                 store,
                 &format!("{rel}/{file}"),
                 now,
                 dry,
                 &mut invalid,
                 &mut report,
-            ),
+            )),
             _ => Ok(()),
         },
         &mut |done, total| opts.tell("tag links", done, total),
@@ -127,7 +127,7 @@ pub(super) fn run(store: &Store, opts: &Options) -> Result<CleanupReport> {
     store.walk_buckets_inos(
         |rel, file, _| match sys::as_str(file) {
             Some(file) if store.ns.is_key(file.as_bytes()) => {
-                clean_key(store, rel, file, now, dry, &invalid, &mut report)
+                gone_is_done(clean_key(store, rel, file, now, dry, &invalid, &mut report))
             }
             _ => Ok(()),
         },
@@ -230,12 +230,12 @@ fn walk_tag_links(
         Err(e) if is_absent(&e) => return Ok(false),
         Err(e) => return Err(e).at(shown),
     };
-    for ss in sys::read_dir(tag_dir.as_fd()).at(shown)? {
+    for ss in sys::read_dir_or_gone(tag_dir.as_fd()).at(shown)? {
         let Some(ss) = sys::as_str(&ss) else { continue };
         let Ok(ss_dir) = sys::open_dir(tag_dir.as_fd(), ss) else {
             continue;
         };
-        for link in sys::read_dir(ss_dir.as_fd()).at(shown)? {
+        for link in sys::read_dir_or_gone(ss_dir.as_fd()).at(shown)? {
             let Some((need, ino)) = layout::parse_tag_link(&link) else {
                 continue;
             };
@@ -250,6 +250,17 @@ fn walk_tag_links(
         done(tag_dir.as_fd(), ss);
     }
     Ok(true)
+}
+
+/// ENOENT, ESTALE: what a step was looking at was removed meanwhile (by
+/// another process, or by another client of a network file system, which
+/// answers ESTALE or ENOENT even on a descriptor: GlusterFS); there is
+/// nothing left to clean.
+fn gone_is_done(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if matches!(e.os_error(), Some(libc::ESTALE | libc::ENOENT)) => Ok(()),
+        other => other,
+    }
 }
 
 fn clean_tag_dir(

@@ -13,6 +13,14 @@
 //!
 //! The ledger exists once a mount with a bound (or `cleanup --max-size`)
 //! made it; from then on every process of ours keeps it.
+//!
+//! On a network file system (a FUSE one such as GlusterFS's client, NFS,
+//! CephFS, SMB) the lock orders the hosts but their caches do not follow
+//! it: a host would read the figures from its own page cache, and its
+//! write could reach the servers after it let go of the lock (measured on
+//! GlusterFS: half of the updates of two hosts taking turns were lost).
+//! There each update drops the cached page before reading and syncs its
+//! write before unlocking.
 
 use std::fs::File;
 use std::io;
@@ -25,6 +33,8 @@ use super::sys;
 pub struct Ledger {
     file: File,
     threads: std::sync::Mutex<()>,
+    /// On a file system that other hosts may share (see above).
+    shared: bool,
 }
 
 /// What the ledger says.
@@ -36,13 +46,18 @@ pub struct Figures {
 
 impl Ledger {
     pub(super) fn new(file: File) -> Ledger {
+        let shared = sys::is_network_fs(file.as_fd());
         Ledger {
             file,
             threads: std::sync::Mutex::new(()),
+            shared,
         }
     }
 
     fn read(&self) -> io::Result<Figures> {
+        if self.shared {
+            sys::drop_cache(self.file.as_fd())?;
+        }
         let mut buf = [0u8; 64];
         let n = self.file.read_at(&mut buf, 0)?;
         let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
@@ -73,9 +88,26 @@ impl Ledger {
         match change(now) {
             Some(next) => {
                 self.write(next)?;
+                if self.shared {
+                    sys::fdatasync(self.file.as_fd())?;
+                }
                 Ok(Some(next))
             }
             None => Ok(None),
+        }
+    }
+
+    /// What a just-written file occupies, from its `fstat`. A network
+    /// file system may answer with the blocks of a moment before the last
+    /// writes (GlusterFS: the ledger fell 40 KiB below a walk of the
+    /// store, and the store went 32 KiB past its bound), so there it is at
+    /// least the size rounded up to 4 KiB.
+    pub fn occupied(&self, st: &libc::stat) -> u64 {
+        let blocks = st.st_blocks as u64 * 512;
+        if self.shared {
+            blocks.max((st.st_size as u64).div_ceil(4096) * 4096)
+        } else {
+            blocks
         }
     }
 

@@ -1112,7 +1112,7 @@ impl Store {
             .unwrap_or((None, None));
         if let Some(ledger) = &self.ledger {
             // Its reservation becomes what it occupies.
-            let used = st.map_or(draft.reserved, |st| st.st_blocks as u64 * 512);
+            let used = st.map_or(draft.reserved, |st| ledger.occupied(&st));
             let _ = ledger.adjust(
                 used.saturating_sub(draft.reserved),
                 draft.reserved.saturating_sub(used),
@@ -1601,12 +1601,12 @@ impl Store {
             Err(e) => return Err(e).at(|| self.show(&rel)),
         };
         let now = Time::now();
-        for ss in sys::read_dir(tag_dir.as_fd()).at(|| self.show(&rel))? {
+        for ss in sys::read_dir_or_gone(tag_dir.as_fd()).at(|| self.show(&rel))? {
             let Some(ss) = sys::as_str(&ss) else { continue };
             let Ok(ss_dir) = sys::open_dir(tag_dir.as_fd(), ss) else {
                 continue;
             };
-            for link in sys::read_dir(ss_dir.as_fd()).at(|| self.show(&rel))? {
+            for link in sys::read_dir_or_gone(ss_dir.as_fd()).at(|| self.show(&rel))? {
                 let Some(link) = sys::as_str(&link) else {
                     continue;
                 };
@@ -1747,10 +1747,14 @@ pub fn read_at(file: &File, offset: u64, size: u32) -> std::io::Result<Vec<u8>> 
     Ok(buf)
 }
 
+/// Nothing there (any more). A network file system answers ESTALE where a
+/// local one answers ENOENT: GlusterFS, for a directory that another
+/// client removed while this one still had it cached (a cleanup on
+/// another host taking an empty `SS` or tag directory).
 fn is_absent(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) | Some(libc::ESTALE)
     )
 }
 

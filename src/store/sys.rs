@@ -96,7 +96,8 @@ pub fn mkdir_all(dir: BorrowedFd, path: &str) -> io::Result<OwnedFd> {
 /// `mkdir_all`, saying whether it made the last directory.
 pub fn mkdir_all_new(dir: BorrowedFd, path: &str) -> io::Result<(OwnedFd, bool)> {
     match open_dir(dir, path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        // ESTALE: removed by another client of a network file system.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESTALE)) => {}
         other => return other.map(|fd| (fd, false)),
     }
     let mut current = dir.try_clone_to_owned()?;
@@ -371,6 +372,42 @@ pub fn fsync(fd: BorrowedFd) -> io::Result<()> {
     cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
 }
 
+/// `fdatasync(2)`: the file's data on disk (on a network file system: on
+/// the servers).
+pub fn fdatasync(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    cvt(unsafe { libc::fdatasync(fd.as_raw_fd()) }).map(drop)
+}
+
+/// Drops the file's clean pages from this host's page cache, so that the
+/// next read asks the file system.
+pub fn drop_cache(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    match unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Whether `fd` is on a file system other hosts may share: a FUSE one
+/// (GlusterFS's client among them), NFS, CephFS, SMB.
+pub fn is_network_fs(fd: BorrowedFd) -> bool {
+    const FUSE: i64 = 0x6573_5546;
+    const NFS: i64 = 0x6969;
+    const CEPH: i64 = 0x00c3_6400;
+    const SMB2: i64 = 0xfe53_4d42;
+    const CIFS: i64 = 0xff53_4d42;
+    let mut st = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `st` is written by the kernel on success.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: written on success.
+    #[allow(clippy::unnecessary_cast)] // f_type's width depends on the architecture
+    let kind = unsafe { st.assume_init() }.f_type as i64;
+    matches!(kind, FUSE | NFS | CEPH | SMB2 | CIFS)
+}
+
 /// A blocking `flock`, released when dropped.
 #[derive(Debug)]
 pub struct Flock<'a> {
@@ -512,6 +549,15 @@ pub fn read_dir(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
         .into_iter()
         .map(|(name, _)| name)
         .collect())
+}
+
+/// The names in directory `dir`, none when it was removed meanwhile
+/// (ENOENT here; ESTALE on GlusterFS when another client removed it).
+pub fn read_dir_or_gone(dir: BorrowedFd) -> io::Result<Vec<Vec<u8>>> {
+    match read_dir(dir) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESTALE)) => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 /// The names in directory `dir` (without `.` and `..`) with their inode

@@ -309,3 +309,11 @@ fn records_round_trip_and_stay_small() {
     );
     assert_eq!(super::Record::decode(b"\x01short"), None);
 }
+
+#[test]
+fn estale_from_a_network_file_system_reads_as_absent() {
+    // GlusterFS answers ESTALE for a directory another client removed.
+    assert!(is_absent(&std::io::Error::from_raw_os_error(libc::ESTALE)));
+    assert!(is_absent(&std::io::Error::from_raw_os_error(libc::ENOENT)));
+    assert!(!is_absent(&std::io::Error::from_raw_os_error(libc::EIO)));
+}
