@@ -603,11 +603,18 @@ fn max_size_is_one_bound_for_both_hosts(h: &mut Hosts) {
 
 /// Why each volume setting (`volume::SETTINGS`): each is turned back to
 /// GlusterFS's default on a running volume, and what then goes wrong is
-/// measured through the two clients directly. Run by hand (`cargo test
-/// --test gluster -- --ignored`); doc/SEVERAL-HOSTS.md has its figures.
+/// measured through the two clients directly. It restarts the volume's
+/// settings one by one and waits out their timeouts, so it runs in the
+/// long mode only (`TAGCACHEFS_LONG=1`); doc/SEVERAL-HOSTS.md has its
+/// figures.
 #[test]
-#[ignore]
 fn each_volume_setting_is_needed() {
+    if !long_mode() {
+        eprintln!(
+            "each_volume_setting_is_needed: measured in the long mode only (TAGCACHEFS_LONG=1)"
+        );
+        return;
+    }
     if !can_run() {
         return;
     }
