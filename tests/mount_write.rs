@@ -301,26 +301,6 @@ fn o_excl_holder_closing_without_writing_commits_nothing() {
     eventually(2.0, || excl_open_in_child(&m.keys("x")).is_ok()).expect("lock released");
 }
 
-/// close() of an O_EXCL holder that wrote nothing returns with the lock
-/// free: the next O_EXCL open, right after, takes it (the RELEASE that
-/// follows a close reaches the daemon later).
-#[test]
-fn the_lock_is_free_when_the_holders_close_returns() {
-    let m = Mount::new(&[]);
-    for round in 0..200 {
-        let holder = open(&m.keys("x"), EXCL).unwrap();
-        close(holder).unwrap();
-        let next = open(&m.keys("x"), EXCL)
-            .unwrap_or_else(|e| panic!("round {round}: the lock was still held: {e:?}"));
-        close(next).unwrap();
-    }
-    assert_eq!(
-        errno(read(&m.keys("x"))),
-        Errno::ENOENT,
-        "nothing committed"
-    );
-}
-
 #[test]
 fn o_excl_is_single_flight_while_held_and_while_live() {
     let m = Mount::new(&[]);

@@ -376,7 +376,6 @@ impl Mount<'_> {
             return Ok(None);
         };
         if !w.commits_at_flush(owner, pid) {
-            w.flushed_unchanged(pid);
             return Ok(None);
         }
         self.commit(w).map(Some)

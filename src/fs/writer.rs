@@ -392,16 +392,6 @@ impl Writer {
             }
     }
 
-    /// A FLUSH that commits nothing: the opener's close of an `O_EXCL`
-    /// holder that changed nothing gives the single-flight lock up now,
-    /// so that close() returning means the lock is free (the RELEASE that
-    /// would otherwise drop it comes later, asynchronously).
-    pub fn flushed_unchanged(&mut self, pid: u32) {
-        if !self.dirty && !self.commit_at_release && pid == self.pid {
-            self.lock = None;
-        }
-    }
-
     pub fn commits_at_release(&self) -> bool {
         self.dirty || self.commit_at_release
     }
