@@ -1,3 +1,6 @@
+//! The binary: parses the command line and runs the command; run as
+//! `mount.fuse.tagcachefs`, it is mount(8)'s helper instead.
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -1,3 +1,6 @@
+//! The store's unit tests: commits, versions, links and cleanup on a
+//! store in a temporary directory, without a mount.
+
 use std::io::{Read, Write};
 
 use super::*;
