@@ -272,3 +272,81 @@ fn a_node_never_serves_a_version_that_reused_its_inode_number() {
         .expect("a new open reads the current version");
     assert_eq!(read(&m.keys("x")).unwrap(), now);
 }
+
+/// An entry that always exists, overwritten again and again: no read of
+/// it on either mount ever finds it missing (a lookup opening the key path
+/// as a commit renames over it opens the new version; a read of a node in
+/// the moment between that rename and the pinning of the version it
+/// replaced waits for the pin).
+#[test]
+fn reads_of_an_entry_being_overwritten_never_find_it_missing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let m = Arc::new(Mount::with_fast_view(&["--cache-timeout", "1"]));
+    put(&m.keys("x"), b"first", "", 0);
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (m, done) = (m.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let body = format!("writer {w} version {n}");
+                    std::fs::write(m.keys("x"), body.as_bytes()).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (m, done) = (m.clone(), done.clone());
+            std::thread::spawn(move || {
+                let path = if r == 0 {
+                    m.keys("x")
+                } else {
+                    m.fast_keys("x")
+                };
+                let (mut reads, mut missing) = (0u64, Vec::new());
+                while !done.load(Ordering::Relaxed) {
+                    match std::fs::read(&path) {
+                        Ok(b) => assert!(
+                            b == b"first" || b.starts_with(b"writer "),
+                            "a whole version: {b:?}"
+                        ),
+                        Err(e) => missing.push(e.to_errno()),
+                    }
+                    reads += 1;
+                }
+                (reads, missing)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(if long_mode() {
+        30
+    } else {
+        3
+    }));
+    done.store(true, Ordering::Relaxed);
+    let commits: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    for (r, h) in readers.into_iter().enumerate() {
+        let (reads, missing) = h.join().unwrap();
+        eprintln!(
+            "reader {r}: {reads} reads beside {commits} commits, {} failed",
+            missing.len()
+        );
+        assert!(reads > 0 && commits > 0);
+        // Never missing. A reader descheduled between its lookup and its
+        // read for longer than 128 newer commits take (the pins a mount
+        // keeps, README "Limits") can still find its version gone: ESTALE,
+        // which the kernel retries once.
+        let absent: Vec<_> = missing.iter().filter(|&&e| e != Errno::ESTALE).collect();
+        assert!(
+            absent.is_empty(),
+            "reader {r}: {} of {reads} reads failed: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+}

@@ -73,6 +73,9 @@ impl Mount<'_> {
     fn commit(&self, w: &mut Writer) -> FsResult<Change> {
         let fs = self.fs;
         let before: Vec<Vec<u8>> = w.tags().to_vec();
+        // Until the version this commit replaces is pinned below, a read of
+        // a node of it finds it nowhere: such reads wait for this.
+        let _publishing = fs.publishing.hold(&w.name);
         let published = match w.commit(self.store(), fs.opts.default_ttl) {
             Ok(p) => p,
             Err(e) => {
@@ -452,5 +455,63 @@ impl super::Fs {
                 }
             }
         }
+    }
+}
+
+/// The names whose commit is between the rename that replaces a version
+/// and the pinning of that version for the kernel's nodes of it: a read of
+/// such a node in that moment waits for the pin instead of finding its
+/// version gone (a READ cannot be retried by the kernel).
+#[derive(Debug, Default)]
+pub(super) struct Publishing {
+    names: std::sync::Mutex<std::collections::HashMap<Box<[u8]>, u32>>,
+    done: std::sync::Condvar,
+}
+
+/// A commit of `name` being published; ends when dropped.
+pub(super) struct Held<'a> {
+    of: &'a Publishing,
+    name: Box<[u8]>,
+}
+
+impl Publishing {
+    pub(super) fn hold(&self, name: &[u8]) -> Held<'_> {
+        *self.names.lock().unwrap().entry(name.into()).or_default() += 1;
+        Held {
+            of: self,
+            name: name.into(),
+        }
+    }
+
+    /// Waits (at most a second) until no commit of `name` is being
+    /// published; whether there was one.
+    pub(super) fn wait(&self, name: &[u8]) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut names = self.names.lock().unwrap();
+        if !names.contains_key(name) {
+            return false;
+        }
+        while names.contains_key(name) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            names = self.done.wait_timeout(names, left).unwrap().0;
+        }
+        true
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut names = self.of.names.lock().unwrap();
+        if let Some(n) = names.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                names.remove(&self.name);
+            }
+        }
+        drop(names);
+        self.of.done.notify_all();
     }
 }

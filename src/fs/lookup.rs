@@ -43,6 +43,24 @@ impl Mount<'_> {
         Ok(found)
     }
 
+    /// A commit replacing version `v` of `name` after this lookup opened
+    /// it but before its node `id` was registered pinned `v` only for the
+    /// nodes that existed then: pin it for `id` too, so that the fast
+    /// view's reads of the node (which cannot be retried) find it. Not
+    /// when `v` was removed instead (an invalidation stays one).
+    fn pin_if_replaced_meanwhile(&self, id: u64, name: &[u8], v: Version) {
+        let unlinked = self.store().refresh(&v.file).is_ok_and(|m| m.nlink == 0);
+        if !unlinked {
+            return;
+        }
+        let replaced = self.store().open_version(name).is_ok_and(|now| {
+            now.is_some_and(|now| now.meta.ino != v.meta.ino || now.meta.ver != v.meta.ver)
+        });
+        if replaced {
+            self.state().nodes.lock().unwrap().pin(id, v.file);
+        }
+    }
+
     /// The kernel dropped `n` references to node `id`.
     pub fn forget(&self, id: u64, n: u64) {
         self.state().nodes.lock().unwrap().forget(id, n);
@@ -83,6 +101,16 @@ impl Mount<'_> {
     /// checked to be that very version. `None` when it is in the store no
     /// more.
     pub(super) fn open_node(&self, id: u64, node: &EntryNode) -> FsResult<Option<Version>> {
+        let found = self.open_node_now(id, node)?;
+        // A commit of this daemon between its rename and its pinning of the
+        // version it replaced: once it has pinned, look again.
+        if found.is_none() && self.fs.publishing.wait(&node.name) {
+            return self.open_node_now(id, node);
+        }
+        Ok(found)
+    }
+
+    fn open_node_now(&self, id: u64, node: &EntryNode) -> FsResult<Option<Version>> {
         let pinned = self
             .state()
             .nodes
@@ -160,7 +188,13 @@ impl Mount<'_> {
                     (_, v) => v,
                 };
                 match version {
-                    Some(v) => Ok(self.node_for(&v.meta, name, false)),
+                    Some(v) => {
+                        let found = self.node_for(&v.meta, name, false);
+                        if let Lookup::Found(e) = &found {
+                            self.pin_if_replaced_meanwhile(e.attr.id, name, v);
+                        }
+                        Ok(found)
+                    }
                     None => Ok(Lookup::Negative(fs.opts.cache_timeout)),
                 }
             }

@@ -98,6 +98,8 @@ pub struct Fs {
     next_fh: AtomicU64,
     /// Torn versions already logged.
     torn_seen: Mutex<std::collections::HashSet<(u64, u64)>>,
+    /// Names whose commit is being published (`files`).
+    publishing: files::Publishing,
 }
 
 impl std::fmt::Debug for Fs {
@@ -129,6 +131,7 @@ impl Fs {
             mounts,
             next_fh: AtomicU64::new(1),
             torn_seen: Mutex::default(),
+            publishing: files::Publishing::default(),
         })
     }
 

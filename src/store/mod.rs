@@ -869,13 +869,23 @@ impl Store {
         layout::check_name(name)?;
         let key = self.ns.key_path(name);
         let rel = key.path();
-        let file = match sys::open_file(self.data.as_fd(), &rel) {
-            Ok(f) => f,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(e).at(|| self.show(&rel)),
-        };
-        let meta = self.meta_of(file.as_fd(), || self.show(&rel))?;
-        Ok(meta.regular.then_some(Version { file, meta }))
+        // A commit renaming a new version over the key path between the
+        // open and the fstat leaves the file opened linked nowhere (its
+        // link count 0): the key path has the new version, open it again.
+        let mut tries = 0;
+        loop {
+            let file = match sys::open_file(self.data.as_fd(), &rel) {
+                Ok(f) => f,
+                Err(e) if is_absent(&e) => return Ok(None),
+                Err(e) => return Err(e).at(|| self.show(&rel)),
+            };
+            let meta = self.meta_of(file.as_fd(), || self.show(&rel))?;
+            tries += 1;
+            if meta.nlink == 0 && tries < 8 {
+                continue;
+            }
+            return Ok(meta.regular.then_some(Version { file, meta }));
+        }
     }
 
     /// Opens version (`ino`, `ver`) of `name` wherever it still is: at the
