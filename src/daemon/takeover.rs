@@ -89,12 +89,33 @@ fn alive(pid: i32) -> bool {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .is_some_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
     });
-    if killed {
+    if killed || dying(pid) {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
     argv0.ends_with(b"tagcachefs") || argv0.ends_with(b"mount.fuse.tagcachefs")
+}
+
+/// Whether process `pid`'s main thread is exiting (PF_EXITING): the
+/// process took its SIGKILL (no longer pending then) and is dying, though
+/// a thread stuck in the kernel may keep it from becoming a zombie. (The
+/// main thread of a daemon exits only with the whole process.)
+fn dying(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    // `rest` starts at field 3 (the state); field 9 is the flags.
+    let flags: u64 = rest
+        .split(' ')
+        .nth(6)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    flags & PF_EXITING != 0
 }
 
 /// The live daemon serving `m`, if any: the recorded one, or (for a mount
