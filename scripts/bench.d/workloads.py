@@ -14,14 +14,11 @@ from params import content, name
 perf = time.perf_counter
 
 
-def run_procs(factory, nproc, seconds):
-    """ops/s of `nproc` processes running factory(k)(seconds) together.
-
-    factory(k) is called in the process that runs it (after fork), so each
-    process opens its own descriptors and diskcache connection."""
-    if nproc == 1:
-        n, dt = factory(0)(seconds)
-        return n / dt
+def forked(factory, nproc, body):
+    """Runs body(factory(k)) in `nproc` forked processes, started together
+    once every factory(k) has returned (each is called in its process,
+    after fork, so each opens its own descriptors and diskcache
+    connection): what each body returned (JSON), in order."""
     go_r, go_w = os.pipe()
     kids = []
     for k in range(nproc):
@@ -35,8 +32,7 @@ def run_procs(factory, nproc, seconds):
                 fn = factory(k)
                 os.write(w, b"r")
                 os.read(go_r, 1)
-                n, dt = fn(seconds)
-                os.write(w, json.dumps([n, dt]).encode())
+                os.write(w, json.dumps(body(fn)).encode())
                 code = 0
             except BaseException:
                 traceback.print_exc()
@@ -49,7 +45,7 @@ def run_procs(factory, nproc, seconds):
         os.read(r, 1)
     os.write(go_w, b"g" * nproc)
     os.close(go_w)
-    total = 0.0
+    done = []
     for pid, r in kids:
         data = b""
         while chunk := os.read(r, 4096):
@@ -58,9 +54,17 @@ def run_procs(factory, nproc, seconds):
         os.waitpid(pid, 0)
         if not data:
             raise RuntimeError("a worker process failed")
-        n, dt = json.loads(data)
-        total += n / dt
-    return total
+        done.append(json.loads(data))
+    return done
+
+
+def run_procs(factory, nproc, seconds):
+    """ops/s of `nproc` processes running factory(k)(seconds) together
+    (factory(k) is called after fork, see `forked`)."""
+    if nproc == 1:
+        n, dt = factory(0)(seconds)
+        return n / dt
+    return sum(n / dt for n, dt in forked(factory, nproc, lambda fn: fn(seconds)))
 
 
 def best_of(args, targets, measure):
@@ -217,48 +221,77 @@ def run_once(factory, nproc):
     the bytes they all moved over the time from the first one's start to
     the last one's end. factory(k) runs in its process (after fork) and
     returns the function to time, which returns the bytes it moved."""
-    go_r, go_w = os.pipe()
-    kids = []
-    for k in range(nproc):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                os.close(r)
-                os.close(go_w)
-                fn = factory(k)
-                os.write(w, b"r")
-                os.read(go_r, 1)
-                t0 = perf()
-                n = fn()
-                t1 = perf()
-                os.write(w, json.dumps([n, t0, t1]).encode())
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        os.close(w)
-        kids.append((pid, r))
-    os.close(go_r)
-    for _, r in kids:
-        os.read(r, 1)
-    os.write(go_w, b"g" * nproc)
-    os.close(go_w)
-    done = []
-    for pid, r in kids:
-        data = b""
-        while chunk := os.read(r, 4096):
-            data += chunk
-        os.close(r)
-        os.waitpid(pid, 0)
-        if not data:
-            raise RuntimeError("a worker process failed")
-        done.append(json.loads(data))
+    def timed(fn):
+        t0 = perf()
+        n = fn()
+        return n, t0, perf()
+
+    done = forked(factory, nproc, timed)
     total = sum(n for n, _, _ in done)
     span = max(t1 for _, _, t1 in done) - min(t0 for _, t0, _ in done)
     return total / (1 << 20) / span
+
+
+def timed_loop(step, seconds, batch=50):
+    """Calls step(n) for n = 0, 1, ... in batches of `batch` until `seconds`
+    have passed: (calls made, seconds taken)."""
+    n, t0 = 0, perf()
+    end = t0 + seconds
+    while True:
+        for _ in range(batch):
+            step(n)
+            n += 1
+        if perf() >= end:
+            return n, perf() - t0
+
+
+COMMIT_FLAGS = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
+
+
+def commit_worker(keys, prefix, data, tags):
+    """The commit row's loop: open a new name in `keys`, the two xattrs
+    (tags[n % len(tags)], expire 3600), write `data`, close."""
+    def one(n):
+        fd = os.open(os.path.join(keys, name(prefix, n)), COMMIT_FLAGS, 0o644)
+        os.setxattr(fd, "user.tags", tags[n % len(tags)])
+        os.setxattr(fd, "user.expire", b"3600")
+        os.write(fd, data)
+        os.close(fd)
+
+    return lambda seconds: timed_loop(one, seconds)
+
+
+def plain_commit_worker(path_of, data, batch=50):
+    """open(path_of(n)) of a new name, write `data`, close: a commit with
+    nothing set."""
+    def one(n):
+        fd = os.open(path_of(n), COMMIT_FLAGS, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+
+    return lambda seconds: timed_loop(one, seconds, batch)
+
+
+def new_name_commits(args, roots, prefix, data, seconds, batch=50):
+    """The best of interleaved runs, for each label of `roots` (label:
+    mount point), of one process committing `data` to new names in its
+    keys/ (plain_commit_worker): ops/s by label."""
+    def measure(t, r):
+        keys = os.path.join(roots[t], "keys")
+
+        def factory(k):
+            return plain_commit_worker(lambda n: os.path.join(keys, name(f"{prefix}{r}p{k}x", n)), data, batch)
+
+        return run_procs(factory, 1, seconds)
+
+    return best_of(args, list(roots), measure)
+
+
+def diskcache_set_worker(dc, prefix, data):
+    """diskcache's commit: set(key, value, expire=3600, tag=...), one tag."""
+    cache = open_diskcache(dc)
+    return lambda seconds: timed_loop(
+        lambda n: cache.set(name(prefix, n), data, expire=3600, tag=f"g{n % 100}"), seconds)
 
 
 def write_entry(path, chunk, size, flags=os.O_CREAT | os.O_TRUNC | os.O_WRONLY):

@@ -7,7 +7,7 @@ import time
 
 from mounts import Tagcachefs
 from params import ENTRY, content, log, name
-from workloads import best_of, run_procs
+from workloads import new_name_commits, write_entry
 
 perf = time.perf_counter
 
@@ -21,39 +21,16 @@ class Bounded:
         os.makedirs(store, exist_ok=True)
         tc = Tagcachefs(a, store, "bounded", extra=["--max-size", str(bound)])
         data = content(3, ENTRY)
-        flags = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
         try:
             # Filled past its bound first: from here on each commit evicts.
             keys = os.path.join(tc.mnt, "keys")
             for i in range(bound // ENTRY + 256):
-                fd = os.open(os.path.join(keys, name("fill", i)), flags, 0o644)
-                os.write(fd, data)
-                os.close(fd)
+                write_entry(os.path.join(keys, name("fill", i)), data, len(data))
             roots = {"unbounded": self.tc.mnt, "bounded": tc.mnt}
-
-            def measure(t, r):
-                keys = os.path.join(roots[t], "keys")
-
-                def f(k):
-                    def run(seconds):
-                        n, t0 = 0, perf()
-                        end = t0 + seconds
-                        while True:
-                            for _ in range(50):
-                                fd = os.open(os.path.join(keys, name(f"b{r}p{k}x", n)), flags, 0o644)
-                                os.write(fd, data)
-                                os.close(fd)
-                                n += 1
-                            if perf() >= end:
-                                return n, perf() - t0
-
-                    return run
-
-                return run_procs(f, 1, p["seconds"])
 
             before = tc.stats()
             t0 = perf()
-            b = best_of(a, ["unbounded", "bounded"], measure)
+            b = new_name_commits(a, roots, "b", data, p["seconds"])
             spent = perf() - t0
             st = tc.stats()
             if st["commit_errors"] or st["size_bytes"] > bound:

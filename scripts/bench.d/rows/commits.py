@@ -1,12 +1,9 @@
 """The commit row: a 4 KiB entry written with two tags and an expiry."""
 
 import os
-import time
 
 from params import ENTRY, content, log, name
-from workloads import best_of, open_diskcache, run_procs
-
-perf = time.perf_counter
+from workloads import best_of, commit_worker, diskcache_set_worker, plain_commit_worker, run_procs
 
 
 class Commits:
@@ -16,46 +13,12 @@ class Commits:
         data = content(7, ENTRY)
         tags = [f"g{i},all".encode() for i in range(100)]
         targets = ["native", "floor", "tcfs"] + (["diskcache"] if self.dc else [])
-        flags = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
 
         def measure(t, r):
             if t == "diskcache":
-                def f(k):
-                    cache = open_diskcache(self.dc)
-
-                    def run(seconds):
-                        n, t0 = 0, perf()
-                        end = t0 + seconds
-                        while True:
-                            for _ in range(50):
-                                cache.set(name(f"c{r}p{k}x", n), data, expire=3600, tag=f"g{n % 100}")
-                                n += 1
-                            if perf() >= end:
-                                return n, perf() - t0
-
-                    return run
-
-                return run_procs(f, 1, p["seconds"])
+                return run_procs(lambda k: diskcache_set_worker(self.dc, f"c{r}p{k}x", data), 1, p["seconds"])
             keys = os.path.join(self.roots[t], "keys")
-
-            def f(k):
-                def run(seconds):
-                    n, t0 = 0, perf()
-                    end = t0 + seconds
-                    while True:
-                        for _ in range(50):
-                            fd = os.open(os.path.join(keys, name(f"c{r}p{k}x", n)), flags, 0o644)
-                            os.setxattr(fd, "user.tags", tags[n % 100])
-                            os.setxattr(fd, "user.expire", b"3600")
-                            os.write(fd, data)
-                            os.close(fd)
-                            n += 1
-                        if perf() >= end:
-                            return n, perf() - t0
-
-                return run
-
-            return run_procs(f, 1, p["seconds"])
+            return run_procs(lambda k: commit_worker(keys, f"c{r}p{k}x", data, tags), 1, p["seconds"])
 
         b = best_of(a, targets, measure)
         # The commits must have landed, with their tags.
@@ -81,27 +44,11 @@ class Commits:
         log("== commit through put/: 4 KiB entry with 2 tags and an expiry")
         data = content(7, ENTRY)
         targets = ["native", "floor", "tcfs"] + (["diskcache"] if self.dc else [])
-        flags = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
         dirs = {t: os.path.join(self.roots[t], "keys") for t in ("native", "floor")}
 
         def measure(t, r):
             if t == "diskcache":
-                def f(k):
-                    cache = open_diskcache(self.dc)
-
-                    def run(seconds):
-                        n, t0 = 0, perf()
-                        end = t0 + seconds
-                        while True:
-                            for _ in range(50):
-                                cache.set(name(f"q{r}p{k}x", n), data, expire=3600, tag=f"g{n % 100}")
-                                n += 1
-                            if perf() >= end:
-                                return n, perf() - t0
-
-                    return run
-
-                return run_procs(f, 1, p["seconds"])
+                return run_procs(lambda k: diskcache_set_worker(self.dc, f"q{r}p{k}x", data), 1, p["seconds"])
 
             def path(n):
                 if t == "tcfs":
@@ -109,22 +56,7 @@ class Commits:
                                         name(f"q{r}p0x", n))
                 return os.path.join(dirs[t], name(f"q{r}p0x", n))
 
-            def f(k):
-                def run(seconds):
-                    n, t0 = 0, perf()
-                    end = t0 + seconds
-                    while True:
-                        for _ in range(50):
-                            fd = os.open(path(n), flags, 0o644)
-                            os.write(fd, data)
-                            os.close(fd)
-                            n += 1
-                        if perf() >= end:
-                            return n, perf() - t0
-
-                return run
-
-            return run_procs(f, 1, p["seconds"])
+            return run_procs(lambda k: plain_commit_worker(path, data), 1, p["seconds"])
 
         b = best_of(a, targets, measure)
         probe = os.path.join(self.tc.mnt, "keys", name("q0p0x", 3))

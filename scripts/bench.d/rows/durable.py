@@ -3,13 +3,10 @@ fsynced before it is published, its directories after) against the same
 commits through the default mount of the same run."""
 
 import os
-import time
 
 from mounts import Tagcachefs
-from params import ENTRY, content, log, name
-from workloads import best_of, run_procs
-
-perf = time.perf_counter
+from params import ENTRY, content, log
+from workloads import new_name_commits
 
 
 class Durable:
@@ -20,31 +17,9 @@ class Durable:
         os.makedirs(store, exist_ok=True)
         tc = Tagcachefs(a, store, "durable", extra=["--durable"])
         data = content(4, ENTRY)
-        flags = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
         try:
             roots = {"default": self.tc.mnt, "durable": tc.mnt}
-
-            def measure(t, r):
-                keys = os.path.join(roots[t], "keys")
-
-                def f(k):
-                    def run(seconds):
-                        n, t0 = 0, perf()
-                        end = t0 + seconds
-                        while True:
-                            for _ in range(10):
-                                fd = os.open(os.path.join(keys, name(f"d{r}p{k}x", n)), flags, 0o644)
-                                os.write(fd, data)
-                                os.close(fd)
-                                n += 1
-                            if perf() >= end:
-                                return n, perf() - t0
-
-                    return run
-
-                return run_procs(f, 1, p["seconds"])
-
-            b = best_of(a, ["default", "durable"], measure)
+            b = new_name_commits(a, roots, "d", data, p["seconds"], batch=10)
             st = tc.stats()
             if st["commit_errors"] or st["commits"] == 0:
                 raise RuntimeError(f"durable mount: {st['commits']} commits, "

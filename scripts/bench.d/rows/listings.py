@@ -25,7 +25,7 @@ class Listings:
     def ls(self, store, size, tc, hot):
         """ls -l keys/ on every path; returns the daemon's memory after the
         full mount's listing."""
-        a, p = self.args, self.p
+        a = self.args
         log(f"== ls -l keys/ with {size:,} entries")
         floor = Floor(a, f"lsfloor{size}", False, [f"k:0:{hot}:{ENTRY}", f"f:0:{size - hot}:{FILLER}"])
         targets = {

@@ -5,17 +5,20 @@ DIR and beside the local store say what the file system itself costs."""
 
 import os
 import shutil
-import time
 
 from mounts import Tagcachefs, forget_all, populate
 from params import ENTRY, SEED, content, log, name
 from report import Table
-from workloads import best_of, check_content, hit_body, loop_paths, random_paths, run_procs, warm
+from workloads import best_of, check_content, commit_worker, hit_body, loop_paths, random_paths, run_procs, warm
+
+# The commit row's entry and tags (rows/commits.py).
+COMMIT_DATA = content(7, ENTRY)
+COMMIT_TAGS = [f"g{i},all".encode() for i in range(100)]
 
 
 class StoreOn:
     def store_on(self):
-        a, p = self.args, self.p
+        a = self.args
         top = os.path.join(os.path.realpath(a.store_on), f"tagcachefs-bench.{os.getpid()}")
         os.makedirs(top)
         self.there = None
@@ -71,7 +74,7 @@ class StoreOn:
         log(f"== commit, local store and store on {a.store_on}")
         keys = {"local": os.path.join(self.tc.mnt, "keys"), "on": os.path.join(there.mnt, "keys")}
         b = best_of(a, ["local", "on"],
-                    lambda t, r: run_procs(lambda k: commit_worker(keys[t], f"so{r}p{k}x"), 1, p["seconds"]))
+                    lambda t, r: run_procs(lambda k: commit_worker(keys[t], f"so{r}p{k}x", COMMIT_DATA, COMMIT_TAGS), 1, p["seconds"]))
         rows.append(("commit 4 KiB + 2 tags + expiry (full mount)", "ops/s", b["local"], b["on"]))
         st = there.stats()
         if st["commit_errors"]:
@@ -96,28 +99,3 @@ class StoreOn:
                               f"{on / local:.2f} |")
             self.store_on_rows.append(dict(workload=label, unit=unit, local=local, on=on,
                                            store_on=a.store_on, file_system=fs))
-
-
-def commit_worker(keys, prefix):
-    """The commit row's loop (rows/commits.py): open, two xattrs, a 4 KiB
-    write, close."""
-    data = content(7, ENTRY)
-    tags = [f"g{i},all".encode() for i in range(100)]
-    flags = os.O_CREAT | os.O_TRUNC | os.O_WRONLY
-    perf = time.perf_counter
-
-    def run(seconds):
-        n, t0 = 0, perf()
-        end = t0 + seconds
-        while True:
-            for _ in range(50):
-                fd = os.open(os.path.join(keys, name(prefix, n)), flags, 0o644)
-                os.setxattr(fd, "user.tags", tags[n % 100])
-                os.setxattr(fd, "user.expire", b"3600")
-                os.write(fd, data)
-                os.close(fd)
-                n += 1
-            if perf() >= end:
-                return n, perf() - t0
-
-    return run
