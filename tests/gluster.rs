@@ -493,31 +493,6 @@ fn kill_9_of_one_hosts_daemon_loses_nothing(h: &mut Hosts) {
     eprintln!("   10 entries kept, the killed writer's draft reclaimed from the other host");
 }
 
-/// The blocks of every regular file under data/ and tmp/, each inode once,
-/// walked through a client.
-fn walk_size(store: &Path) -> u64 {
-    fn walk(dir: &Path, seen: &mut std::collections::HashSet<u64>, total: &mut u64) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            use std::os::unix::fs::MetadataExt;
-            if md.is_dir() {
-                walk(&e.path(), seen, total);
-            } else if md.is_file() && seen.insert(md.ino()) {
-                *total += md.blocks() * 512;
-            }
-        }
-    }
-    let (mut seen, mut total) = (Default::default(), 0);
-    walk(&store.join("data"), &mut seen, &mut total);
-    walk(&store.join("tmp"), &mut seen, &mut total);
-    total
-}
-
 /// What the store's files occupy, from the bricks' tmpfs: it holds each
 /// file twice (replica 2), and also files removed while a client had them
 /// open, which a brick keeps in `.glusterfs/unlink/` until they are closed
@@ -576,7 +551,7 @@ fn max_size_is_one_bound_for_both_hosts(h: &mut Hosts) {
         + h.b.stats()["evictions_size"].as_u64().unwrap();
     let ledger = h.a.stats()["size_bytes"].as_u64().unwrap();
     let now = store_bytes(h.vol.bricks_root()).saturating_sub(overhead);
-    let walked = walk_size(&h.a.store);
+    let walked = store_size(&h.a.store); // walked through a client
     eprintln!(
         "   60 commits of 200 KiB from two hosts, bound {bound}: the ledger {ledger}, a walk of the store {walked}; the bricks' use peaked at {peak} (now {now}); {evicted} evictions"
     );

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,30 +11,6 @@ use std::time::Duration;
 use support::*;
 
 const WRITE: i32 = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
-
-/// What the store's files occupy: the blocks of every regular file under
-/// data/ and tmp/, each inode once (what `stats` reports).
-fn store_size(store: &Path) -> u64 {
-    fn walk(dir: &Path, seen: &mut HashSet<u64>, total: &mut u64) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            if md.is_dir() {
-                walk(&e.path(), seen, total);
-            } else if md.is_file() && seen.insert(md.ino()) {
-                *total += md.blocks() * 512;
-            }
-        }
-    }
-    let (mut seen, mut total) = (HashSet::new(), 0);
-    walk(&store.join("data"), &mut seen, &mut total);
-    walk(&store.join("tmp"), &mut seen, &mut total);
-    total
-}
 
 /// What is in use on a file system of its own (a tmpfs): one atomic figure,
 /// where a walk of the store would race the writers it measures.

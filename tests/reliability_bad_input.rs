@@ -48,10 +48,7 @@ const DEFINED: &[Errno] = &[
 ];
 
 fn ops() -> u64 {
-    std::env::var("TAGCACHEFS_FUZZ_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if long_mode() { 100_000 } else { 5000 })
+    amount("TAGCACHEFS_FUZZ_OPS", 5000, 100_000)
 }
 
 /// `dir/name`, joined as bytes: a name starting with '/' stays below `dir`

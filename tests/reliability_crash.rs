@@ -33,10 +33,7 @@ const TAGS: &[&str] = &["a", "b", "c"];
 const ARGS: &[&str] = &["--cache-timeout", "1"];
 
 fn rounds() -> u64 {
-    std::env::var("TAGCACHEFS_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if long_mode() { 100 } else { 25 })
+    amount("TAGCACHEFS_CRASH_ROUNDS", 25, 100)
 }
 
 fn key_name(writer: u64, k: u64) -> String {

@@ -30,10 +30,7 @@ const KEYS_PER_WRITER: u64 = 3;
 const ARGS: &[&str] = &["--read-mount", "@fast", "--cache-timeout", "1"];
 
 fn rounds() -> u64 {
-    std::env::var("TAGCACHEFS_KILL_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if long_mode() { 100 } else { 20 })
+    amount("TAGCACHEFS_KILL_ROUNDS", 20, 100)
 }
 
 fn key_name(writer: u64, k: u64) -> String {

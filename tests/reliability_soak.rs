@@ -26,10 +26,7 @@ const ARGS: &[&str] = &[
 ];
 
 fn secs() -> u64 {
-    std::env::var("TAGCACHEFS_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if long_mode() { 120 } else { 15 })
+    amount("TAGCACHEFS_SOAK_SECS", 15, 120)
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -48,10 +48,7 @@ const SENTINELS: u64 = 4;
 const SENTINEL_ID: u64 = 7_000;
 
 fn run_secs() -> u64 {
-    std::env::var("TAGCACHEFS_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if long_mode() { 120 } else { 20 })
+    amount("TAGCACHEFS_STRESS_SECS", 20, 120)
 }
 
 fn own_key(writer: u64) -> String {

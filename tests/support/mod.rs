@@ -42,3 +42,12 @@ pub use {
 pub fn long_mode() -> bool {
     std::env::var("TAGCACHEFS_LONG").is_ok_and(|v| !v.is_empty() && v != "0")
 }
+
+/// How much of something a test does: the number in the environment
+/// variable `var` if set, else `long` in the long mode, else `short`.
+pub fn amount(var: &str, short: u64, long: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if long_mode() { long } else { short })
+}

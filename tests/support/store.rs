@@ -1,7 +1,7 @@
 //! The store on disk, looked at directly: where an entry's file is (SPEC
 //! §1, computed here independently of the crate), a listing of `data/`
-//! precise enough to prove that a refused operation changed nothing, and
-//! what is left in `tmp/`.
+//! precise enough to prove that a refused operation changed nothing,
+//! what is left in `tmp/`, and what the store's files occupy.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -80,4 +80,28 @@ pub fn tmp_files(store: &Path, prefix: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// What the store's files occupy: the blocks of every regular file under
+/// data/ and tmp/, each inode once (what `stats` reports).
+pub fn store_size(store: &Path) -> u64 {
+    fn walk(dir: &Path, seen: &mut std::collections::HashSet<u64>, total: &mut u64) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if md.is_dir() {
+                walk(&e.path(), seen, total);
+            } else if md.is_file() && seen.insert(md.ino()) {
+                *total += md.blocks() * 512;
+            }
+        }
+    }
+    let (mut seen, mut total) = (std::collections::HashSet::new(), 0);
+    walk(&store.join("data"), &mut seen, &mut total);
+    walk(&store.join("tmp"), &mut seen, &mut total);
+    total
 }
