@@ -70,14 +70,24 @@ fn start_time(pid: i32) -> Option<u64> {
 
 /// Whether process `pid` is a tagcachefs daemon still running: not gone,
 /// not a zombie (a killed daemon whose stuck threads keep it from being
-/// reaped), not dying (SIGKILL pending: its threads stuck in the kernel
-/// cannot take it), its program ours.
+/// reaped), not dying (its main thread exiting, or SIGKILL pending: its
+/// threads stuck in the kernel cannot take it), its program ours.
 fn alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-    if matches!(state, Some(Some('Z' | 'X')) | None) {
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    // `rest` starts at field 3, the state; field 9 is the flags: a main
+    // thread exiting (PF_EXITING) took its SIGKILL (no longer pending
+    // then), though a thread stuck in the kernel may keep the process from
+    // becoming a zombie. A daemon's main thread exits only with it.
+    const PF_EXITING: u64 = 0x4;
+    let mut fields = rest.split(' ');
+    let state = fields.next().unwrap_or_default();
+    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    if matches!(state, "Z" | "X") || flags & PF_EXITING != 0 {
         return false;
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -89,33 +99,12 @@ fn alive(pid: i32) -> bool {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .is_some_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
     });
-    if killed || dying(pid) {
+    if killed {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
     argv0.ends_with(b"tagcachefs") || argv0.ends_with(b"mount.fuse.tagcachefs")
-}
-
-/// Whether process `pid`'s main thread is exiting (PF_EXITING): the
-/// process took its SIGKILL (no longer pending then) and is dying, though
-/// a thread stuck in the kernel may keep it from becoming a zombie. (The
-/// main thread of a daemon exits only with the whole process.)
-fn dying(pid: i32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return false;
-    };
-    // `rest` starts at field 3 (the state); field 9 is the flags.
-    let flags: u64 = rest
-        .split(' ')
-        .nth(6)
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0);
-    flags & PF_EXITING != 0
 }
 
 /// The live daemon serving `m`, if any: the recorded one, or (for a mount
@@ -157,16 +146,20 @@ fn lexical(path: &Path) -> PathBuf {
     out
 }
 
+/// The FUSE mount at `mount_point` that is seen there (the last mounted).
+fn topmost_mount(mount_point: &Path) -> Option<FuseMount> {
+    os::fuse_mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == mount_point)
+}
+
 /// What `tagcachefs STORE MNT` does first: a tagcachefs mount at `path`
 /// that nobody serves is aborted and detached (`Ok(true)`); one a live
 /// daemon serves is an error; anything else is left alone.
 pub(super) fn take_over(path: &Path) -> Result<bool, String> {
     let want = os::absolute(path);
-    let Some(m) = os::fuse_mounts()
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == want)
-    else {
+    let Some(m) = topmost_mount(&want) else {
         return Ok(false);
     };
     if m.fstype != "fuse.tagcachefs" {
@@ -201,11 +194,7 @@ fn release_dead(m: &FuseMount) -> Result<(), String> {
 /// aborted first, so that no client stays blocked.
 pub fn unmount(path: &Path, force: bool) -> Result<(), String> {
     let want = os::absolute(path);
-    let Some(m) = os::fuse_mounts()
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == want)
-    else {
+    let Some(m) = topmost_mount(&want) else {
         return Err(format!("{}: not a FUSE mount point", want.display()));
     };
     if m.fstype != "fuse.tagcachefs" {

@@ -23,7 +23,6 @@
 //!   and pins the version it replaced for the fast view's nodes of it.
 
 use crate::store::Content;
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -34,7 +33,7 @@ use super::counters::bump;
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
 use super::nodes::{EntryNode, Kind};
-use super::writer::{Step, Writer};
+use super::writer::Writer;
 use crate::store::{Version, layout};
 
 /// An open file: its handle (0: none, reads go to the node) and how the
@@ -209,12 +208,17 @@ impl Mount<'_> {
         Ok(Opened::direct(self.new_handle(Handle::Writer(Box::new(w)))))
     }
 
-    /// The version file of read handle `fh`, for the kernel to read it
-    /// (passthrough).
-    pub fn backing_file(&self, fh: u64) -> Option<File> {
+    /// `with(fd)` of the version file of read handle `fh`, to give it to
+    /// the kernel to read (passthrough); `None` for another handle.
+    pub fn with_version_file<T>(
+        &self,
+        fh: u64,
+        with: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> T,
+    ) -> Option<T> {
+        use std::os::fd::AsFd;
         let h = self.handle(fh)?;
         match &*h.lock().unwrap() {
-            Handle::Reader(content) => content.file.try_clone().ok(),
+            Handle::Reader(content) => Some(with(content.file.as_fd())),
             _ => None,
         }
     }
@@ -350,20 +354,17 @@ impl Mount<'_> {
         let Handle::Writer(w) = &mut *guard else {
             return answer(Err(FsError::BadHandle));
         };
-        let step = match w.write(self.store(), offset, data, owner, true) {
-            Ok(step) => step,
+        let later = match w.write(self.store(), offset, data, owner, true) {
+            Ok(later) => later,
             Err(e) => return answer(Err(e.into())),
         };
         drop(guard);
-        let n = match &step {
-            Step::Written(n) | Step::Later(n, _) => *n,
-        };
         self.fs
             .counters
             .bytes_written
-            .fetch_add(n as u64, Ordering::Relaxed);
-        answer(Ok(n as u32));
-        if let Step::Later(_, later) = step {
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        answer(Ok(data.len() as u32));
+        if let Some(later) = later {
             later.finish(data);
         }
     }
@@ -466,6 +467,8 @@ impl super::Fs {
 pub(super) struct Publishing {
     names: std::sync::Mutex<std::collections::HashMap<Box<[u8]>, u32>>,
     done: std::sync::Condvar,
+    /// Commits that have ended (pinned what they replaced).
+    finished: std::sync::atomic::AtomicU64,
 }
 
 /// A commit of `name` being published; ends when dropped.
@@ -481,6 +484,12 @@ impl Publishing {
             of: self,
             name: name.into(),
         }
+    }
+
+    /// How many commits have ended: a lookup that sees the same number
+    /// before opening a version and after registering its node raced none.
+    pub(super) fn finished(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst)
     }
 
     /// Waits (at most a second) until no commit of `name` is being
@@ -512,6 +521,7 @@ impl Drop for Held<'_> {
             }
         }
         drop(names);
+        self.of.finished.fetch_add(1, Ordering::SeqCst);
         self.of.done.notify_all();
     }
 }

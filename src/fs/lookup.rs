@@ -48,8 +48,14 @@ impl Mount<'_> {
     /// nodes that existed then: pin it for `id` too, so that the fast
     /// view's reads of the node (which cannot be retried) find it. Not
     /// when `v` was removed instead (an invalidation stays one).
-    fn pin_if_replaced_meanwhile(&self, id: u64, name: &[u8], v: Version) {
-        let unlinked = self.store().refresh(&v.file).is_ok_and(|m| m.nlink == 0);
+    /// `commits`: `Publishing::finished` before `v` was opened; unchanged,
+    /// no commit of this daemon pinned anything in between.
+    fn pin_if_replaced_meanwhile(&self, id: u64, name: &[u8], v: Version, commits: u64) {
+        use std::os::unix::fs::MetadataExt;
+        if self.fs.publishing.finished() == commits {
+            return;
+        }
+        let unlinked = v.file.metadata().is_ok_and(|m| m.nlink() == 0);
         if !unlinked {
             return;
         }
@@ -74,10 +80,11 @@ impl Mount<'_> {
         let mut nodes = self.state().nodes.lock().unwrap();
         let mut id = nodes.entry(meta, name, stale_view, false);
         // A writer sent back (`opens`) must find a node no reader can pass
-        // through: this one, or a new one of the same version.
+        // through: this one, or a new one of the same version. (Names are
+        // rarely returning: that is asked first.)
         if !stale_view
-            && nodes.entry_of(id).is_some_and(|n| n.passthrough)
             && self.state().opens.lock().unwrap().returning(name)
+            && nodes.entry_of(id).is_some_and(|n| n.passthrough)
         {
             nodes.retire(id);
             nodes.forget(id, 1);
@@ -173,6 +180,7 @@ impl Mount<'_> {
                 Ok(Lookup::Found(Entry { attr, ttl }))
             }
             Kind::Keys | Kind::Tag(_) => {
+                let commits = fs.publishing.finished();
                 let version = store.open_version(name)?;
                 if let Some(v) = version.as_ref().filter(|v| v.meta.torn()) {
                     fs.note_torn(name, &v.meta);
@@ -191,7 +199,7 @@ impl Mount<'_> {
                     Some(v) => {
                         let found = self.node_for(&v.meta, name, false);
                         if let Lookup::Found(e) = &found {
-                            self.pin_if_replaced_meanwhile(e.attr.id, name, v);
+                            self.pin_if_replaced_meanwhile(e.attr.id, name, v, commits);
                         }
                         Ok(found)
                     }

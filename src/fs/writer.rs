@@ -62,7 +62,7 @@ pub struct Later {
     at: u64,
     flight: Arc<InFlight>,
     /// What the write came to (dropped unwritten: EIO).
-    result: Option<i32>,
+    result: std::result::Result<(), i32>,
 }
 
 impl Later {
@@ -70,12 +70,9 @@ impl Later {
     /// operation's.
     pub fn finish(mut self, data: &[u8]) {
         use std::os::unix::fs::FileExt;
-        let written = crate::failpoint::hit("writer.later")
-            .and_then(|()| self.file.write_all_at(data, self.at));
-        self.result = match written {
-            Ok(()) => Some(0),
-            Err(e) => Some(e.raw_os_error().unwrap_or(libc::EIO)),
-        };
+        self.result = crate::failpoint::hit("writer.later")
+            .and_then(|()| self.file.write_all_at(data, self.at))
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
     }
 }
 
@@ -83,23 +80,12 @@ impl Drop for Later {
     fn drop(&mut self) {
         let mut f = self.flight.state.lock().unwrap();
         f.busy = false;
-        match self.result {
-            Some(0) => {}
-            errno => {
-                f.failed.get_or_insert(errno.unwrap_or(libc::EIO));
-            }
+        if let Err(errno) = self.result {
+            f.failed.get_or_insert(errno);
         }
         drop(f);
         self.flight.done.notify_all();
     }
-}
-
-/// How a write went: its bytes are in the draft, or they are to be
-/// written by `Later::finish`.
-#[derive(Debug)]
-pub enum Step {
-    Written(usize),
-    Later(usize, Later),
 }
 
 #[derive(Debug)]
@@ -273,7 +259,7 @@ impl Writer {
 
     /// Writes `data` at `offset` (at the end when appending), or with
     /// `later` and a big enough write, takes its room and leaves the bytes
-    /// to `Step::Later`.
+    /// to the `Later` it returns.
     pub fn write(
         &mut self,
         store: &Store,
@@ -281,27 +267,27 @@ impl Writer {
         data: &[u8],
         owner: Option<u64>,
         later: bool,
-    ) -> Result<Step> {
+    ) -> Result<Option<Later>> {
         self.settle();
         if let Some(errno) = self.lost {
             return Err(lost_err(errno));
         }
         let at = if self.append { self.size } else { offset };
         let end = (at + data.len() as u64).max(self.size);
-        let later = later && data.len() >= LATER_FROM;
-        let step = self.draft(store).map(drop).and_then(|()| {
+        let defer = later && data.len() >= LATER_FROM;
+        let later = self.draft(store).map(drop).and_then(|()| {
             let d = self.draft.as_mut().expect("made above");
             // Room first (a bounded store evicts for it), then the bytes.
             store.reserve(d, end)?;
-            if later && let Some(l) = plan_later(d, at, data.len(), &self.flight)? {
-                return Ok(Step::Later(data.len(), l));
+            if defer && let Some(l) = plan_later(d, at, data.len(), &self.flight)? {
+                return Ok(Some(l));
             }
             d.write_at(data, at)
                 .map_err(|e| io_err(e, "writing a draft"))?;
-            Ok(Step::Written(data.len()))
+            Ok(None)
         });
-        let step = match step {
-            Ok(step) => step,
+        let later = match later {
+            Ok(later) => later,
             Err(e) => {
                 self.lose(e.os_error().unwrap_or(libc::EIO));
                 return Err(e);
@@ -312,7 +298,7 @@ impl Writer {
         if owner.is_some() {
             self.write_owner = owner;
         }
-        Ok(step)
+        Ok(later)
     }
 
     pub fn read(&mut self, store: &Store, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -484,7 +470,7 @@ fn plan_later(d: &Draft, at: u64, len: usize, flight: &Arc<InFlight>) -> Result<
         file,
         at: pos,
         flight: flight.clone(),
-        result: None,
+        result: Err(libc::EIO),
     }))
 }
 

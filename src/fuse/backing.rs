@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use fuser::{BackingId, ReplyOpen};
+use fuser::BackingId;
 
 #[derive(Debug, Default)]
 pub struct Backing {
@@ -25,20 +25,18 @@ struct Ids {
 
 impl Backing {
     /// The backing id of node `node` for handle `fh`: the node's current
-    /// one, or `file` (called only then) registered with the kernel.
+    /// one, or the one `register` (called only then) gets from the kernel.
     pub fn open(
         &self,
         node: u64,
         fh: u64,
-        reply: &ReplyOpen,
-        file: impl FnOnce() -> Option<std::fs::File>,
+        register: impl FnOnce() -> std::io::Result<BackingId>,
     ) -> std::io::Result<Arc<BackingId>> {
         let mut ids = self.ids.lock().unwrap();
         let id = match ids.by_node.get(&node).and_then(Weak::upgrade) {
             Some(id) => id,
             None => {
-                let file = file().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EBADF))?;
-                let id = Arc::new(reply.open_backing(&file)?);
+                let id = Arc::new(register()?);
                 ids.by_node.insert(node, Arc::downgrade(&id));
                 id
             }

@@ -418,10 +418,11 @@ impl Filesystem for FuseFs {
         }
         match mount.open(req.pid(), ino.0, flags.0) {
             Ok(o) if o.passthrough => {
-                match self
-                    .backing
-                    .open(ino.0, o.fh, &reply, || mount.backing_file(o.fh))
-                {
+                match self.backing.open(ino.0, o.fh, || {
+                    mount
+                        .with_version_file(o.fh, |fd| reply.open_backing(fd))
+                        .unwrap_or_else(|| Err(std::io::Error::from_raw_os_error(libc::EBADF)))
+                }) {
                     Ok(id) => {
                         reply.opened_passthrough(FileHandle(o.fh), FopenFlags::FOPEN_NOFLUSH, &id)
                     }
