@@ -364,12 +364,14 @@ fn cleanup_reclaims_another_programs_old_tmp_files_but_never_one_in_use() {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&holder), libc::LOCK_EX) },
         0
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // Old and held are 4 s old, fresh is new: an age bound of 3 s leaves
+    // the cleanup 3 s to start on a loaded machine.
+    std::thread::sleep(Duration::from_secs(4));
     std::fs::write(&fresh, "just now").unwrap();
     let out = tool(&[
         "cleanup".as_ref(),
         "--foreign-tmp-age".as_ref(),
-        "1".as_ref(),
+        "3".as_ref(),
         m.store.as_os_str(),
     ]);
     assert!(out.status.success(), "{out:?}");
